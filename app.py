@@ -1,0 +1,5 @@
+"""Entry point for ``flask --app app``."""
+
+from pagegrid import create_app
+
+__all__ = ["create_app"]

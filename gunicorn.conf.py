@@ -1,0 +1,21 @@
+"""Gunicorn settings: gevent workers so one process holds thousands of open streams."""
+
+import multiprocessing
+import os
+
+bind = os.environ.get("PAGEGRID_BIND", "127.0.0.1:8000")
+worker_class = "gevent"
+worker_connections = 2000
+preload_app = False
+# Without Redis the limit counters live in process memory, so one worker keeps them exact.
+# With PAGEGRID_REDIS_URL every worker shares them and we can use all cores.
+workers = int(os.environ.get("PAGEGRID_WORKERS")
+              or (multiprocessing.cpu_count() * 2 + 1 if os.environ.get("PAGEGRID_REDIS_URL") else 1))
+# gevent workers heartbeat from their own loop, so this only catches a stuck worker;
+# streams may run far longer than this.
+timeout = 120
+graceful_timeout = 60
+keepalive = 75
+accesslog = "-"
+# No query strings or headers in the access log: never log keys.
+access_log_format = '%(h)s "%(m)s %(U)s" %(s)s %(B)s %(M)sms'

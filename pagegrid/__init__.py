@@ -1,0 +1,70 @@
+"""PageGrid: a self-hosted gateway that resells the Anthropic and OpenAI APIs from a prepaid wallet."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from flask import Flask
+from flask import render_template
+from flask import request
+from werkzeug.exceptions import HTTPException
+
+from pagegrid import api
+from pagegrid import cli
+from pagegrid import config
+from pagegrid import dashboard
+from pagegrid.catalog import Catalog
+from pagegrid.extensions import db
+from pagegrid.extensions import login_manager
+from pagegrid.extensions import migrate
+from pagegrid.models import User
+
+ROOT = Path(__file__).resolve().parent.parent
+log = logging.getLogger(__name__)
+
+
+def create_app(test_config: dict | None = None) -> Flask:
+    """Build the app: config from the environment (or ``test_config``), extensions, blueprints."""
+    app = Flask(__name__, instance_path=str(ROOT / "instance"),
+                template_folder=str(ROOT / "templates"), static_folder=str(ROOT / "static"))
+    Path(app.instance_path).mkdir(parents=True, exist_ok=True)
+    app.config.from_mapping(config.from_environ(Path(app.instance_path)))
+    if test_config:
+        app.config.from_mapping(test_config)
+    app.config["SQLALCHEMY_DATABASE_URI"] = config.normalise_database_url(
+        app.config["SQLALCHEMY_DATABASE_URI"])
+    app.config.setdefault("SQLALCHEMY_ENGINE_OPTIONS",
+                          config.engine_options(app.config["SQLALCHEMY_DATABASE_URI"]))
+    app.json.sort_keys = False
+
+    db.init_app(app)
+    migrate.init_app(app, db, directory=str(ROOT / "migrations"), render_as_batch=True)
+    login_manager.init_app(app)
+    app.extensions["pagegrid.catalog"] = Catalog()
+    app.extensions["pagegrid.routes"] = {}
+
+    app.register_blueprint(api.bp)
+    app.register_blueprint(dashboard.bp)
+    app.register_error_handler(HTTPException, _http_error)
+    app.register_error_handler(Exception, _unexpected_error)
+    cli.register(app)
+    return app
+
+
+@login_manager.user_loader
+def _load_user(user_id: str) -> User | None:
+    return db.session.get(User, int(user_id))
+
+
+def _http_error(exc: HTTPException):  # noqa: ANN202 - a Response or an HTML tuple
+    if api.is_api_path(request.path):
+        return api.error_response(api.http_error(exc))
+    return render_template("error.html", error=exc), exc.code or 500
+
+
+def _unexpected_error(exc: Exception):  # noqa: ANN202
+    if api.is_api_path(request.path):
+        return api.handle_unexpected(exc)
+    log.exception("unhandled error in %s", request.path)
+    return render_template("error.html", error=None), 500

@@ -1,0 +1,91 @@
+"""``GET /v1/models``: the live catalog, in a shape both the Anthropic and OpenAI SDKs parse."""
+
+from __future__ import annotations
+
+from flask import Response
+from flask import jsonify
+from flask import request
+
+from pagegrid.api import bp
+from pagegrid.api.relay import upstream_target
+from pagegrid.billing import nanos_to_price_per_mtok
+from pagegrid.catalog import ModelEntry
+from pagegrid.catalog import catalog
+from pagegrid.errors import NotFound
+from pagegrid.keys import KeyContext
+from pagegrid.keys import authenticate
+from pagegrid.keys import key_from_headers
+
+
+def _price(nanos: int) -> float:
+    # Prices have at most three decimals in $/1M, so the float prints exactly.
+    return float(nanos_to_price_per_mtok(nanos))
+
+
+def model_json(model: ModelEntry, upstream: str) -> dict:
+    """One catalog entry with the fields both SDKs read, plus PageGrid's own."""
+    price = model.price
+    return {
+        "id": model.id,
+        "type": "model",
+        "object": "model",
+        "display_name": model.display_name,
+        "created_at": model.created_at.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "created": int(model.created_at.timestamp()),
+        "owned_by": model.provider,
+        "provider": model.provider,
+        "upstream": upstream,
+        "lifecycle": "active",
+        "aliases": list(model.aliases),
+        "context_window": model.context_window,
+        "max_input_tokens": model.context_window,
+        "max_tokens": model.max_output,
+        "max_output_tokens": model.max_output,
+        "capabilities": {"vision": model.vision, "tools": model.tools, "thinking": model.thinking},
+        "pricing": {
+            "currency": "USD",
+            "unit": "1M tokens",
+            "input": _price(price.input),
+            "output": _price(price.output),
+            "cache_write": _price(price.cache_write),
+            "cache_write_1h": _price(price.cache_write_1h),
+            "cache_read": _price(price.cache_read),
+        },
+    }
+
+
+def _visible(key: KeyContext | None) -> list[ModelEntry]:
+    models = catalog().active()
+    if key is None or not key.allowed_models:
+        return models
+    allowed = set(key.allowed_models)
+    return [m for m in models if {m.id, *m.aliases} & allowed]
+
+
+def _optional_key() -> KeyContext | None:
+    # No key needed (the pricing page calls this); a key that is sent must be valid.
+    return authenticate(request.headers) if key_from_headers(request.headers) else None
+
+
+def _upstream_label(model: ModelEntry) -> str:
+    return upstream_target(model.provider).provider
+
+
+@bp.get("/models")
+@bp.get("/v1/models")
+def list_models() -> Response:
+    """Every active model (only those the key may use, when a key is sent)."""
+    data = [model_json(m, _upstream_label(m)) for m in _visible(_optional_key())]
+    return jsonify({"object": "list", "data": data, "has_more": False,
+                    "first_id": data[0]["id"] if data else None,
+                    "last_id": data[-1]["id"] if data else None})
+
+
+@bp.get("/models/<path:model_id>")
+@bp.get("/v1/models/<path:model_id>")
+def get_model(model_id: str) -> Response:
+    """One active model by id or alias."""
+    for model in _visible(_optional_key()):
+        if model_id == model.id or model_id in model.aliases:
+            return jsonify(model_json(model, _upstream_label(model)))
+    raise NotFound(f"model: {model_id} is not available.", param="model")

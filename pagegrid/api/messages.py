@@ -1,0 +1,79 @@
+"""``POST /v1/messages`` and ``/v1/messages/count_tokens`` (also under ``/v1/v1``)."""
+
+from __future__ import annotations
+
+from flask import Response
+from flask import current_app
+from flask import g
+from flask import json
+from flask import request
+
+from pagegrid import billing
+from pagegrid.api import bp
+from pagegrid.api import relay
+from pagegrid.errors import InvalidRequest
+from pagegrid.errors import UpstreamError
+from pagegrid.keys import authenticate
+from pagegrid.translate.usage import usage_from_anthropic
+
+SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+
+
+def _serves_messages(provider: str) -> bool:
+    return provider == "anthropic"
+
+
+@bp.post("/messages")
+@bp.post("/v1/messages")
+def messages() -> Response:
+    """Create a message, streaming or not, and charge the wallet for its usage."""
+    key = authenticate(request.headers)
+    body, raw = relay.read_json_body()
+    relay.require(body, "model", str)
+    relay.require(body, "max_tokens", int, positive=True)
+    relay.require(body, "messages", list)
+    stream = body.get("stream", False)
+    if not isinstance(stream, bool):
+        raise InvalidRequest("stream: must be a boolean", param="stream")
+    model = relay.resolve_model(body["model"], key)
+    if not _serves_messages(model.provider):
+        raise InvalidRequest(f"{model.id} is served on /v1/chat/completions and /v1/responses.",
+                             param="model")
+    admitted = relay.admit(key, model, g.request_id, len(raw), body["max_tokens"])
+    handed_off = False
+    try:
+        reply = relay.send(model, "/v1/messages", relay.upstream_body(body, raw, model), stream)
+        if stream:
+            generator = relay.relay_anthropic_stream(current_app._get_current_object(), admitted, reply)
+            handed_off = True
+            return Response(generator, mimetype="text/event-stream", headers=SSE_HEADERS)
+        payload = reply.read()
+        try:
+            usage = usage_from_anthropic(json.loads(payload).get("usage"))
+        except (ValueError, AttributeError):
+            raise UpstreamError("The upstream provider answered with a malformed message.") from None
+        billing.settle(request_id=admitted.request_id, user_id=admitted.user_id,
+                       api_key_id=admitted.key_id, model=model.id, usage=usage, price=model.price,
+                       status="complete", started_at=admitted.started_at)
+        handed_off = True
+        return Response(payload, mimetype="application/json")
+    finally:
+        if not handed_off:
+            relay.release(admitted)
+
+
+@bp.post("/messages/count_tokens")
+@bp.post("/v1/messages/count_tokens")
+def count_tokens() -> Response:
+    """Count a request's input tokens upstream; free, and outside the key's request budget."""
+    key = authenticate(request.headers)
+    body, raw = relay.read_json_body()
+    relay.require(body, "model", str)
+    relay.require(body, "messages", list)
+    model = relay.resolve_model(body["model"], key)
+    if not _serves_messages(model.provider):
+        raise InvalidRequest(f"Token counting is only available for Claude models, not {model.id}.",
+                             param="model")
+    reply = relay.send(model, "/v1/messages/count_tokens", relay.upstream_body(body, raw, model),
+                       stream=False)
+    return Response(reply.read(), mimetype="application/json")

@@ -1,0 +1,213 @@
+"""The request pipeline: body, model, admission, upstream call, relay and settlement.
+
+Everything that can fail runs before the first byte goes out, so failures are plain JSON
+errors. Once a stream has started, settlement lives in the generator's ``finally``, which
+runs on a clean end, on an upstream failure and when the client disconnects.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime
+
+from flask import Flask
+from flask import current_app
+from flask import request
+from sqlalchemy import select
+
+from pagegrid import billing
+from pagegrid.catalog import ModelEntry
+from pagegrid.catalog import catalog
+from pagegrid.errors import GatewayError
+from pagegrid.errors import InvalidRequest
+from pagegrid.errors import NotFound
+from pagegrid.errors import PermissionDenied
+from pagegrid.errors import UpstreamError
+from pagegrid.errors import UpstreamOverloaded
+from pagegrid.errors import UpstreamTimeout
+from pagegrid.extensions import db
+from pagegrid.keys import KeyContext
+from pagegrid.models import Upstream
+from pagegrid.models import utcnow
+from pagegrid.sse import SSEDecoder
+from pagegrid.sse import encode
+from pagegrid.translate.usage import AnthropicUsageMeter
+from pagegrid.translate.usage import Usage
+from pagegrid.upstream import get_adapter
+from pagegrid.upstream.base import UpstreamReply
+from pagegrid.upstream.base import UpstreamTarget
+
+log = logging.getLogger(__name__)
+
+ROUTES_SECONDS = 2.0
+
+
+@dataclass(frozen=True)
+class Admitted:
+    """A request that holds money and must be settled or released exactly once (plain values)."""
+
+    request_id: str
+    user_id: int
+    key_id: int
+    model: ModelEntry
+    started_at: datetime
+
+
+def read_json_body() -> tuple[dict, bytes]:
+    """The request body as a JSON object and as the bytes received."""
+    raw = request.get_data(cache=False)
+    try:
+        body = json.loads(raw)
+    except ValueError as exc:
+        raise InvalidRequest(f"The request body is not valid JSON: {exc}") from None
+    if not isinstance(body, dict):
+        raise InvalidRequest("The request body must be a JSON object.")
+    return body, raw
+
+
+def require(body: dict, field: str, kind: type, *, positive: bool = False) -> None:
+    """Raise InvalidRequest unless ``body[field]`` is present and of ``kind``."""
+    value = body.get(field)
+    if value is None:
+        raise InvalidRequest(f"{field}: Field required", param=field)
+    if not isinstance(value, kind) or isinstance(value, bool) or (positive and value < 1):
+        article = "a positive integer" if positive else f"a {kind.__name__}"
+        raise InvalidRequest(f"{field}: must be {article}", param=field)
+
+
+def resolve_model(name: str, key: KeyContext) -> ModelEntry:
+    """The catalog entry a request names, or 404 (unknown/inactive) / 403 (not for this key)."""
+    entry = catalog().resolve(name)
+    if entry is None:
+        raise NotFound(f"model: {name} is not available. GET /v1/models lists the active models.",
+                       param="model")
+    if key.allowed_models and not ({entry.id, *entry.aliases} & set(key.allowed_models)):
+        raise PermissionDenied(f"This API key may not use the model {name}.", param="model")
+    return entry
+
+
+def upstream_target(provider: str) -> UpstreamTarget:
+    """Where ``provider`` requests go: an enabled upstream account, the env key, or the demo."""
+    cache = current_app.extensions["pagegrid.routes"]
+    cached = cache.get(provider)
+    if cached and time.monotonic() - cached[0] < ROUTES_SECONDS:
+        return cached[1]
+    row = db.session.scalars(
+        select(Upstream).where(Upstream.provider == provider, Upstream.enabled.is_(True))
+        .order_by(Upstream.id).limit(1)).first()
+    config = current_app.config
+    if row is not None:
+        target = UpstreamTarget(provider, row.base_url.rstrip("/"), row.api_key, row.name)
+    elif config.get(f"PAGEGRID_{provider.upper()}_KEY"):
+        target = UpstreamTarget(provider, config[f"PAGEGRID_{provider.upper()}_URL"],
+                                config[f"PAGEGRID_{provider.upper()}_KEY"], "environment")
+    else:
+        target = UpstreamTarget("demo", "", None, "demo")
+    cache[provider] = (time.monotonic(), target)
+    return target
+
+
+def admit(key: KeyContext, model: ModelEntry, request_id: str, body_bytes: int,
+          max_tokens: int) -> Admitted:
+    """Reserve the request's worst-case cost in the wallet (402 if it cannot be covered)."""
+    hold = billing.hold_nanos(body_bytes, max_tokens, model.max_output, model.price)
+    billing.admit(key.user_id, request_id, hold)
+    return Admitted(request_id, key.user_id, key.key_id, model, utcnow())
+
+
+def release(admitted: Admitted) -> None:
+    """Give a hold back without charging: the request failed before the upstream answered."""
+    billing.release(admitted.request_id, admitted.user_id)
+
+
+def upstream_body(body: dict, raw: bytes, model: ModelEntry) -> bytes:
+    """The body for the provider: the client's bytes, with the model id rewritten if needed."""
+    if body["model"] == model.upstream_id:
+        return raw
+    return json.dumps({**body, "model": model.upstream_id}, ensure_ascii=False,
+                      separators=(",", ":")).encode()
+
+
+def send(model: ModelEntry, path: str, payload: bytes, stream: bool) -> UpstreamReply:
+    """Call the model's provider and fail with the mapped error unless it answers 200."""
+    adapter = get_adapter(upstream_target(model.provider), current_app.config)
+    reply = adapter.send(path, payload, request.headers, stream)
+    if reply.status != 200:
+        raise upstream_status_error(reply)
+    return reply
+
+
+def upstream_status_error(reply: UpstreamReply) -> GatewayError:
+    """Map a provider's non-200 answer to the error our client sees."""
+    status = reply.status
+    detail = (reply.json() or {}).get("error") or {}
+    message = detail.get("message") if isinstance(detail, dict) else None
+    kind = detail.get("type") if isinstance(detail, dict) else None
+    if status in (401, 403):
+        log.error("the upstream provider refused PageGrid's credentials (HTTP %s)", status)
+        return UpstreamError("The upstream provider refused the gateway's credentials. "
+                             "This is not your key's fault; please tell the operator.")
+    if status == 429:
+        retry = reply.headers.get("retry-after")
+        return GatewayError(message or "The upstream provider is rate limiting; retry shortly.",
+                            status=429, error_type="rate_limit_error",
+                            headers={"retry-after": retry} if retry else None)
+    if status in (503, 529):
+        return UpstreamOverloaded(message or "The upstream provider is overloaded.", status=status)
+    if status == 504:
+        return UpstreamTimeout(message or "The upstream provider timed out.")
+    if 400 <= status < 500:
+        return GatewayError(message or f"The upstream provider refused the request (HTTP {status}).",
+                            status=status, error_type=kind or "invalid_request_error")
+    return UpstreamError(f"The upstream provider failed (HTTP {status}).")
+
+
+def settle(app: Flask, admitted: Admitted, usage: Usage, status: str) -> None:
+    """Charge in a fresh app context; never raises (the client is gone or answered already)."""
+    try:
+        with app.app_context():
+            billing.settle(request_id=admitted.request_id, user_id=admitted.user_id,
+                           api_key_id=admitted.key_id, model=admitted.model.id, usage=usage,
+                           price=admitted.model.price, status=status,
+                           started_at=admitted.started_at)
+    except Exception:
+        log.exception("settlement failed for %s; its hold stays until released", admitted.request_id)
+
+
+def relay_anthropic_stream(app: Flask, admitted: Admitted, reply: UpstreamReply) -> Iterator[bytes]:
+    """Relay an Anthropic SSE stream as it arrives, metering usage, and settle at the end."""
+    meter = AnthropicUsageMeter()
+    decoder = SSEDecoder()
+    broken = False
+    try:
+        for chunk in reply.chunks():
+            events = decoder.feed(chunk)
+            for event in events:
+                data = event.json()
+                if data is not None:
+                    meter.feed(data)
+            if events:
+                yield b"".join(e.raw for e in events)
+        for event in decoder.flush():
+            if (data := event.json()) is not None:
+                meter.feed(data)
+            yield event.raw
+        if not (meter.finished or meter.errored):
+            raise UpstreamError("The upstream provider ended the stream before message_stop.")
+    except UpstreamError as err:
+        broken = True
+        log.warning("upstream stream failed for %s: %s", admitted.request_id, err.message)
+        yield encode(err.to_anthropic(), "error")
+    finally:
+        reply.close()
+        if meter.finished:
+            status = "complete"
+        elif meter.errored or broken:
+            status = "upstream_error"
+        else:
+            status = "client_aborted"
+        settle(app, admitted, meter.billable(), status)

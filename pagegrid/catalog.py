@@ -1,0 +1,132 @@
+"""The model catalog: seed list, and a short-lived in-process cache for the request path."""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+from datetime import datetime
+
+from flask import current_app
+from sqlalchemy import select
+
+from pagegrid.billing import Price
+from pagegrid.billing import price_per_mtok_to_nanos
+from pagegrid.extensions import db
+from pagegrid.models import CatalogModel
+
+# Admin edits reach every worker within this many seconds without a query per request.
+CACHE_SECONDS = 2.0
+
+# Providers' public list prices in USD per 1M tokens:
+# input, output, cache write (5 minutes), cache write (1 hour), cache read.
+SEED = [
+    ("claude-opus-4-8", "anthropic", "Claude Opus 4.8", [], 1_000_000, 128_000, True,
+     ("5", "25", "6.25", "10", "0.50")),
+    ("claude-opus-4-7", "anthropic", "Claude Opus 4.7", [], 1_000_000, 128_000, True,
+     ("5", "25", "6.25", "10", "0.50")),
+    ("claude-opus-4-6", "anthropic", "Claude Opus 4.6", [], 1_000_000, 128_000, True,
+     ("5", "25", "6.25", "10", "0.50")),
+    ("claude-sonnet-4-6", "anthropic", "Claude Sonnet 4.6", [], 1_000_000, 64_000, True,
+     ("3", "15", "3.75", "6", "0.30")),
+    ("claude-haiku-4-5-20251001", "anthropic", "Claude Haiku 4.5", ["claude-haiku-4-5"],
+     200_000, 64_000, True, ("1", "5", "1.25", "2", "0.10")),
+    # OpenAI has no cache write surcharge: writes cost the input rate.
+    ("gpt-5.4", "openai", "GPT-5.4", [], 1_050_000, 128_000, True,
+     ("2.50", "15", "2.50", "2.50", "0.25")),
+    ("gpt-5.5", "openai", "GPT-5.5", [], 1_050_000, 128_000, True,
+     ("5", "30", "5", "5", "0.50")),
+]
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    """A snapshot of one catalog row, safe to hand to a streaming generator."""
+
+    id: str
+    provider: str
+    upstream_id: str
+    display_name: str
+    aliases: tuple[str, ...]
+    context_window: int
+    max_output: int
+    vision: bool
+    tools: bool
+    thinking: bool
+    active: bool
+    price: Price
+    created_at: datetime
+
+
+def seed_catalog() -> int:
+    """Insert the seed models that are missing; never overwrite an operator's edits."""
+    existing = set(db.session.scalars(select(CatalogModel.id)))
+    added = 0
+    for model_id, provider, name, aliases, context, max_out, thinking, prices in SEED:
+        if model_id in existing:
+            continue
+        nanos = [price_per_mtok_to_nanos(p) for p in prices]
+        db.session.add(CatalogModel(
+            id=model_id, provider=provider, upstream_id=model_id, display_name=name,
+            aliases=aliases, context_window=context, max_output=max_out, vision=True, tools=True,
+            thinking=thinking, active=True, input_nanos=nanos[0], output_nanos=nanos[1],
+            cache_write_nanos=nanos[2], cache_write_1h_nanos=nanos[3], cache_read_nanos=nanos[4]))
+        added += 1
+    db.session.commit()
+    return added
+
+
+def _entry(row: CatalogModel) -> ModelEntry:
+    return ModelEntry(
+        id=row.id, provider=row.provider, upstream_id=row.upstream_id,
+        display_name=row.display_name, aliases=tuple(row.aliases or ()),
+        context_window=row.context_window, max_output=row.max_output, vision=row.vision,
+        tools=row.tools, thinking=row.thinking, active=row.active,
+        price=Price(row.input_nanos, row.output_nanos, row.cache_write_nanos,
+                    row.cache_write_1h_nanos, row.cache_read_nanos),
+        created_at=row.created_at)
+
+
+class Catalog:
+    """Active models by id and alias, reloaded from the database every few seconds."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._loaded_at = float("-inf")
+        self._models: list[ModelEntry] = []
+        self._by_name: dict[str, ModelEntry] = {}
+
+    def _refresh(self) -> None:
+        if time.monotonic() - self._loaded_at < CACHE_SECONDS:
+            return
+        with self._lock:
+            rows = db.session.scalars(
+                select(CatalogModel).where(CatalogModel.active.is_(True))
+                .order_by(CatalogModel.provider, CatalogModel.id)).all()
+            models = [_entry(r) for r in rows]
+            by_name = {}
+            for m in models:
+                for name in m.aliases:
+                    by_name.setdefault(name, m)
+            by_name.update({m.id: m for m in models})
+            self._models, self._by_name = models, by_name
+            self._loaded_at = time.monotonic()
+
+    def invalidate(self) -> None:
+        """Forget the cache (after an edit in this process)."""
+        self._loaded_at = float("-inf")
+
+    def resolve(self, name: str) -> ModelEntry | None:
+        """The active model called ``name`` (its id or an alias), if any."""
+        self._refresh()
+        return self._by_name.get(name)
+
+    def active(self) -> list[ModelEntry]:
+        """Every active model."""
+        self._refresh()
+        return list(self._models)
+
+
+def catalog() -> Catalog:
+    """This app's catalog cache."""
+    return current_app.extensions["pagegrid.catalog"]

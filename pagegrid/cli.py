@@ -1,0 +1,121 @@
+"""The operator CLI (``flask --app app ...``): the contract in DESIGN.md."""
+
+from __future__ import annotations
+
+import secrets
+from datetime import timedelta
+
+import click
+from flask import Flask
+from flask_migrate import upgrade
+from sqlalchemy import select
+from werkzeug.security import generate_password_hash
+
+from pagegrid import billing
+from pagegrid.catalog import seed_catalog
+from pagegrid.extensions import db
+from pagegrid.keys import create_key
+from pagegrid.models import User
+
+
+def _user(email: str) -> User:
+    user = db.session.scalar(select(User).where(User.email == email.strip().lower()))
+    if user is None:
+        raise click.ClickException(f"no user with email {email}")
+    return user
+
+
+def create_user(email: str, password: str, admin: bool = False) -> User:
+    """Create an account (emails are stored lower-case)."""
+    user = User(email=email.strip().lower(), password_hash=generate_password_hash(password),
+                is_admin=admin, active=True, balance_nanos=0, held_nanos=0)
+    db.session.add(user)
+    db.session.commit()
+    return user
+
+
+@click.command("init-db")
+def init_db_command() -> None:
+    """Create or migrate the schema and seed the model catalog (safe to run twice)."""
+    upgrade()
+    added = seed_catalog()
+    released = billing.release_stale_holds(timedelta(hours=2))
+    click.echo(f"Database ready; {added} catalog models added; {released} stale holds released.")
+
+
+@click.command("create-user")
+@click.argument("email")
+@click.option("--password", required=True)
+@click.option("--admin", is_flag=True, help="Give the account the admin console.")
+def create_user_command(email: str, password: str, admin: bool) -> None:
+    """Create an account."""
+    if db.session.scalar(select(User.id).where(User.email == email.strip().lower())):
+        raise click.ClickException(f"a user with email {email} exists already")
+    create_user(email, password, admin)
+    click.echo(f"Created {'admin ' if admin else ''}user {email.strip().lower()}")
+
+
+@click.command("ensure-admin")
+def ensure_admin_command() -> None:
+    """Create a first admin if there is none and print its credentials (once)."""
+    if db.session.scalar(select(User.id).where(User.is_admin.is_(True)).limit(1)):
+        return
+    password = secrets.token_urlsafe(12)
+    create_user("admin@localhost", password, admin=True)
+    click.echo(f"First admin created. Email: admin@localhost  Password: {password}\n"
+               "This password is shown only now: store it, then change it in the dashboard.")
+
+
+@click.command("credit")
+@click.argument("email")
+@click.argument("amount_usd")
+@click.option("--note", default=None, help="Why (shown in the transaction history).")
+def credit_command(email: str, amount_usd: str, note: str | None) -> None:
+    """Top up (negative: adjust) a wallet; amounts to 9 decimals."""
+    try:
+        amount = billing.usd_to_nanos(amount_usd)
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from None
+    user = _user(email)
+    billing.credit(user.id, amount, note or "Credit by operator (CLI)")
+    db.session.refresh(user)
+    balance = billing.format_nanos(user.balance_nanos)
+    click.echo(f"{user.email}: {billing.format_nanos(amount)} -> balance {balance}")
+
+
+@click.command("create-key")
+@click.argument("email")
+@click.option("--name", default="", help="A label for the key.")
+@click.option("--rpm", type=click.IntRange(min=1), default=10, show_default=True)
+@click.option("--daily-limit", type=click.IntRange(min=0), default=0, help="0 = unlimited")
+@click.option("--monthly-token-limit", type=click.IntRange(min=0), default=0, help="0 = unlimited")
+@click.option("--models", default="", help="Comma-separated allow-list (empty = all).")
+def create_key_command(email: str, name: str, rpm: int, daily_limit: int,
+                       monthly_token_limit: int, models: str) -> None:
+    """Print a new key, and nothing else, on stdout."""
+    allowed = [m.strip() for m in models.split(",") if m.strip()]
+    _, secret = create_key(_user(email), name=name, rpm=rpm, daily_request_limit=daily_limit,
+                           monthly_token_limit=monthly_token_limit, allowed_models=allowed)
+    click.echo(secret)
+
+
+@click.command("balance")
+@click.argument("email")
+def balance_command(email: str) -> None:
+    """Print the exact balance: ``$12.345678901``."""
+    click.echo(billing.format_nanos(_user(email).balance_nanos))
+
+
+@click.command("release-holds")
+@click.option("--older-than-minutes", type=click.IntRange(min=1), default=120, show_default=True)
+def release_holds_command(older_than_minutes: int) -> None:
+    """Release holds left behind by a worker that died mid-request."""
+    released = billing.release_stale_holds(timedelta(minutes=older_than_minutes))
+    click.echo(f"{released} stale holds released")
+
+
+def register(app: Flask) -> None:
+    """Add the commands to ``app.cli``."""
+    for command in (init_db_command, create_user_command, ensure_admin_command, credit_command,
+                    create_key_command, balance_command, release_holds_command):
+        app.cli.add_command(command)

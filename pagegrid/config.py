@@ -1,0 +1,67 @@
+"""Configuration: the only module that reads ``os.environ``.
+
+Every setting carries the ``PAGEGRID_`` prefix so that an operator whose own shell points
+``ANTHROPIC_BASE_URL`` at PageGrid never makes the gateway call itself.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+
+DEFAULT_ANTHROPIC_URL = "https://api.anthropic.com"
+DEFAULT_OPENAI_URL = "https://api.openai.com"
+
+
+def _secret_key(instance_path: Path) -> str:
+    """Return PAGEGRID_SECRET_KEY, or a key generated once and kept in ``instance/``."""
+    configured = os.environ.get("PAGEGRID_SECRET_KEY")
+    if configured:
+        return configured
+    path = instance_path / "secret_key"
+    if path.exists():
+        return path.read_text().strip()
+    key = secrets.token_hex(32)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(key)
+    path.chmod(0o600)
+    return key
+
+
+def from_environ(instance_path: Path) -> dict:
+    """Build the Flask config mapping from ``PAGEGRID_*`` environment variables."""
+    env = os.environ.get
+    database_url = normalise_database_url(
+        env("PAGEGRID_DATABASE_URL") or f"sqlite:///{instance_path / 'pagegrid.db'}"
+    )
+    return {
+        "SECRET_KEY": _secret_key(instance_path),
+        "SQLALCHEMY_DATABASE_URI": database_url,
+        "PAGEGRID_REDIS_URL": env("PAGEGRID_REDIS_URL") or None,
+        "PAGEGRID_ANTHROPIC_URL": (env("PAGEGRID_ANTHROPIC_URL") or DEFAULT_ANTHROPIC_URL).rstrip("/"),
+        "PAGEGRID_ANTHROPIC_KEY": env("PAGEGRID_ANTHROPIC_KEY") or None,
+        "PAGEGRID_OPENAI_URL": (env("PAGEGRID_OPENAI_URL") or DEFAULT_OPENAI_URL).rstrip("/"),
+        "PAGEGRID_OPENAI_KEY": env("PAGEGRID_OPENAI_KEY") or None,
+        "PAGEGRID_PUBLIC_URL": (env("PAGEGRID_PUBLIC_URL") or "").rstrip("/") or None,
+        "MAX_CONTENT_LENGTH": int(env("PAGEGRID_MAX_BODY_BYTES") or 32 * 1024 * 1024),
+        "PAGEGRID_UPSTREAM_CONNECT_TIMEOUT": float(env("PAGEGRID_UPSTREAM_CONNECT_TIMEOUT") or 10),
+        "PAGEGRID_UPSTREAM_READ_TIMEOUT": float(env("PAGEGRID_UPSTREAM_READ_TIMEOUT") or 600),
+        "PAGEGRID_DEMO_DELAY": float(env("PAGEGRID_DEMO_DELAY") or 0.03),
+    }
+
+
+def normalise_database_url(url: str) -> str:
+    """Point plain ``postgresql://`` URLs at psycopg 3, the driver that cooperates with gevent."""
+    for prefix in ("postgres://", "postgresql://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix):]
+    return url
+
+
+def engine_options(database_url: str) -> dict:
+    """SQLAlchemy engine options suited to the database in use."""
+    if database_url.startswith("sqlite"):
+        # Several greenlets/threads share the file: wait for the write lock instead of failing.
+        return {"connect_args": {"timeout": 30, "check_same_thread": False}}
+    return {"pool_pre_ping": True, "pool_size": 10, "max_overflow": 20}

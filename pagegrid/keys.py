@@ -1,0 +1,97 @@
+"""API keys: create, hash, read from request headers and authenticate."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import select
+
+from pagegrid.errors import AuthenticationFailed
+from pagegrid.extensions import db
+from pagegrid.models import ApiKey
+from pagegrid.models import User
+from pagegrid.models import utcnow
+
+KEY_PATTERN = re.compile(r"pg-[0-9a-f]{64}")
+
+
+@dataclass(frozen=True)
+class KeyContext:
+    """What the request path needs to know about an authenticated key (plain values)."""
+
+    key_id: int
+    user_id: int
+    rpm: int
+    daily_request_limit: int
+    monthly_token_limit: int
+    allowed_models: tuple[str, ...]
+
+
+def hash_key(secret: str) -> str:
+    """The sha256 hex digest stored for a key."""
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def create_key(user: User, *, name: str = "", rpm: int = 10, daily_request_limit: int = 0,
+               monthly_token_limit: int = 0, allowed_models: list[str] | None = None,
+               expires_at: datetime | None = None) -> tuple[ApiKey, str]:
+    """Create a key for ``user``; return the row and the secret, which is never stored."""
+    secret = "pg-" + secrets.token_hex(32)
+    key = ApiKey(user_id=user.id, name=name, key_hash=hash_key(secret), prefix=secret[:7],
+                 last4=secret[-4:], rpm=rpm, daily_request_limit=daily_request_limit,
+                 monthly_token_limit=monthly_token_limit, allowed_models=allowed_models or [],
+                 expires_at=expires_at)
+    db.session.add(key)
+    db.session.commit()
+    return key, secret
+
+
+def key_from_headers(headers: Mapping[str, str]) -> str | None:
+    """The key from ``x-api-key``, ``api-key`` or ``Authorization: Bearer``, if any."""
+    for name in ("x-api-key", "api-key"):
+        value = headers.get(name)
+        if value:
+            return value.strip()
+    scheme, _, token = (headers.get("Authorization") or "").partition(" ")
+    if scheme.lower() == "bearer" and token.strip():
+        return token.strip()
+    return None
+
+
+def authenticate(headers: Mapping[str, str]) -> KeyContext:
+    """Resolve the request's key, or raise AuthenticationFailed (401)."""
+    secret = key_from_headers(headers)
+    if secret is None:
+        raise AuthenticationFailed(
+            "Missing API key: send it as x-api-key, api-key or Authorization: Bearer.")
+    if not KEY_PATTERN.fullmatch(secret):
+        raise AuthenticationFailed("Invalid API key format: keys are pg- followed by 64 hex characters.")
+    digest = hash_key(secret)
+    row = db.session.execute(
+        select(ApiKey, User.active).join(User, User.id == ApiKey.user_id)
+        .where(ApiKey.key_hash == digest)).first()
+    # The index finds the row; the final comparison of digests runs in constant time.
+    if row is None or not hmac.compare_digest(row[0].key_hash, digest):
+        raise AuthenticationFailed("Invalid API key.")
+    key, user_active = row
+    if key.revoked_at is not None:
+        raise AuthenticationFailed("This API key has been revoked.")
+    if key.expires_at is not None and _aware(key.expires_at) <= utcnow():
+        raise AuthenticationFailed("This API key has expired.")
+    if not user_active:
+        raise AuthenticationFailed("This account is disabled.")
+    return KeyContext(key_id=key.id, user_id=key.user_id, rpm=key.rpm,
+                      daily_request_limit=key.daily_request_limit,
+                      monthly_token_limit=key.monthly_token_limit,
+                      allowed_models=tuple(key.allowed_models or ()))
+
+
+def _aware(moment: datetime) -> datetime:
+    # SQLite hands timestamps back without their zone; they were stored in UTC.
+    return moment if moment.tzinfo else moment.replace(tzinfo=utcnow().tzinfo)

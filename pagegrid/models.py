@@ -1,0 +1,164 @@
+"""ORM tables. Columns and constraints; the logic lives in keys, billing and catalog."""
+
+from __future__ import annotations
+
+from datetime import UTC
+from datetime import datetime
+
+from flask_login import UserMixin
+from sqlalchemy import JSON
+from sqlalchemy import BigInteger
+from sqlalchemy import Boolean
+from sqlalchemy import CheckConstraint
+from sqlalchemy import DateTime
+from sqlalchemy import ForeignKey
+from sqlalchemy import Index
+from sqlalchemy import Integer
+from sqlalchemy import String
+from sqlalchemy import Text
+from sqlalchemy.orm import Mapped
+from sqlalchemy.orm import mapped_column
+
+from pagegrid.extensions import db
+
+# SQLite only auto-increments an INTEGER PRIMARY KEY, PostgreSQL wants BIGINT for a ledger.
+BigId = BigInteger().with_variant(Integer(), "sqlite")
+
+
+def utcnow() -> datetime:
+    """Timezone-aware now in UTC (all timestamps are stored in UTC)."""
+    return datetime.now(UTC)
+
+
+class User(UserMixin, db.Model):
+    """A customer or operator account; its wallet is ``balance_nanos`` (nano-USD)."""
+
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    email: Mapped[str] = mapped_column(String(255), unique=True)
+    password_hash: Mapped[str] = mapped_column(String(255))
+    is_admin: Mapped[bool] = mapped_column(Boolean, default=False)
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    # Only ever changed by billing.py, together with a ledger row (balance == sum(ledger)).
+    balance_nanos: Mapped[int] = mapped_column(BigInteger, default=0)
+    # Sum of this user's open holds (rows in ``holds``), kept beside the balance so that
+    # admission is one conditional UPDATE.
+    held_nanos: Mapped[int] = mapped_column(BigInteger, default=0)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+    @property
+    def is_active(self) -> bool:  # Flask-Login: disabled users cannot log in
+        return self.active
+
+
+class ApiKey(db.Model):
+    """An API key. Only the sha256 of the secret is stored."""
+
+    __tablename__ = "api_keys"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    name: Mapped[str] = mapped_column(String(100), default="")
+    key_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    prefix: Mapped[str] = mapped_column(String(16))
+    last4: Mapped[str] = mapped_column(String(4))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    last_used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    rpm: Mapped[int] = mapped_column(Integer, default=10)
+    daily_request_limit: Mapped[int] = mapped_column(Integer, default=0)
+    monthly_token_limit: Mapped[int] = mapped_column(BigInteger, default=0)
+    allowed_models: Mapped[list] = mapped_column(JSON, default=list)
+
+    @property
+    def display(self) -> str:
+        """The key as the dashboard shows it: ``pg-65b0…69d0``."""
+        return f"{self.prefix}\u2026{self.last4}"
+
+
+class CatalogModel(db.Model):
+    """A model customers can call, with its prices in nano-USD per token.
+
+    $X per 1M tokens is X*1000 nano-USD per token, so any list price with up to three
+    decimals in $/1M is an exact integer here.
+    """
+
+    __tablename__ = "catalog_models"
+
+    id: Mapped[str] = mapped_column(String(100), primary_key=True)
+    provider: Mapped[str] = mapped_column(String(20))
+    upstream_id: Mapped[str] = mapped_column(String(100))
+    display_name: Mapped[str] = mapped_column(String(100))
+    aliases: Mapped[list] = mapped_column(JSON, default=list)
+    context_window: Mapped[int] = mapped_column(Integer)
+    max_output: Mapped[int] = mapped_column(Integer)
+    vision: Mapped[bool] = mapped_column(Boolean, default=True)
+    tools: Mapped[bool] = mapped_column(Boolean, default=True)
+    thinking: Mapped[bool] = mapped_column(Boolean, default=False)
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    input_nanos: Mapped[int] = mapped_column(BigInteger)
+    output_nanos: Mapped[int] = mapped_column(BigInteger)
+    cache_write_nanos: Mapped[int] = mapped_column(BigInteger)
+    cache_write_1h_nanos: Mapped[int] = mapped_column(BigInteger)
+    cache_read_nanos: Mapped[int] = mapped_column(BigInteger)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), default=utcnow, onupdate=utcnow
+    )
+
+
+class Upstream(db.Model):
+    """A provider account requests are forwarded to. The key is never shown back."""
+
+    __tablename__ = "upstreams"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    provider: Mapped[str] = mapped_column(String(20), index=True)
+    name: Mapped[str] = mapped_column(String(100))
+    base_url: Mapped[str] = mapped_column(String(255))
+    api_key: Mapped[str] = mapped_column(Text)
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class Hold(db.Model):
+    """Money reserved for a request in flight; deleted exactly once, at settlement."""
+
+    __tablename__ = "holds"
+
+    request_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    amount_nanos: Mapped[int] = mapped_column(BigInteger)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+    __table_args__ = (CheckConstraint("amount_nanos >= 0", name="amount_not_negative"),)
+
+
+class LedgerEntry(db.Model):
+    """One change of a wallet: a request's charge, a top-up or an adjustment.
+
+    ``amount_nanos`` is signed (charges are negative), so a balance is the sum of its rows.
+    """
+
+    __tablename__ = "ledger"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    request_id: Mapped[str] = mapped_column(String(64), unique=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    kind: Mapped[str] = mapped_column(String(16))  # usage | credit
+    api_key_id: Mapped[int | None] = mapped_column(ForeignKey("api_keys.id"))
+    model: Mapped[str | None] = mapped_column(String(100))
+    input_tokens: Mapped[int] = mapped_column(Integer, default=0)
+    output_tokens: Mapped[int] = mapped_column(Integer, default=0)
+    cache_creation_input_tokens: Mapped[int] = mapped_column(Integer, default=0)
+    cache_creation_1h_input_tokens: Mapped[int] = mapped_column(Integer, default=0)
+    cache_read_input_tokens: Mapped[int] = mapped_column(Integer, default=0)
+    amount_nanos: Mapped[int] = mapped_column(BigInteger)
+    status: Mapped[str] = mapped_column(String(20))  # complete | client_aborted | upstream_error
+    note: Mapped[str | None] = mapped_column(Text)
+    started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+    __table_args__ = (Index("ix_ledger_user_created", "user_id", "created_at"),)

@@ -1,0 +1,96 @@
+"""Token usage as the providers report it, and a meter that follows a stream (pure)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+# A token is about four characters of text; used only when a stream ends before the
+# provider reports its final output count.
+CHARS_PER_TOKEN = 4
+
+
+@dataclass
+class Usage:
+    """The four billed token kinds; ``cache_creation_1h_input_tokens`` is part of the writes."""
+
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cache_creation_input_tokens: int = 0
+    cache_creation_1h_input_tokens: int = 0
+    cache_read_input_tokens: int = 0
+
+    @property
+    def total_tokens(self) -> int:
+        """All tokens of the request (the monthly token limit counts these)."""
+        return (self.input_tokens + self.output_tokens
+                + self.cache_creation_input_tokens + self.cache_read_input_tokens)
+
+
+def _int(value: object) -> int:
+    return value if isinstance(value, int) and value > 0 else 0
+
+
+def usage_from_anthropic(usage: dict | None) -> Usage:
+    """Read an Anthropic ``usage`` object, including the 5-minute/1-hour cache write split."""
+    usage = usage or {}
+    split = usage.get("cache_creation") or {}
+    one_hour = _int(split.get("ephemeral_1h_input_tokens"))
+    writes = usage.get("cache_creation_input_tokens")
+    if writes is None:
+        writes = _int(split.get("ephemeral_5m_input_tokens")) + one_hour
+    return Usage(
+        input_tokens=_int(usage.get("input_tokens")),
+        output_tokens=_int(usage.get("output_tokens")),
+        cache_creation_input_tokens=_int(writes),
+        cache_creation_1h_input_tokens=min(one_hour, _int(writes)),
+        cache_read_input_tokens=_int(usage.get("cache_read_input_tokens")),
+    )
+
+
+class AnthropicUsageMeter:
+    """Follows Anthropic stream events and knows the usage so far and how the stream ended."""
+
+    def __init__(self) -> None:
+        self.usage = Usage()
+        self.finished = False
+        self.errored = False
+        self._delta_chars = 0
+
+    def feed(self, event: dict) -> None:
+        """Take one parsed event."""
+        kind = event.get("type")
+        if kind == "message_start":
+            self.usage = usage_from_anthropic((event.get("message") or {}).get("usage"))
+        elif kind == "message_delta":
+            self._merge(event.get("usage") or {})
+        elif kind == "content_block_delta":
+            delta = event.get("delta") or {}
+            for field in ("text", "partial_json", "thinking"):
+                value = delta.get(field)
+                if isinstance(value, str):
+                    self._delta_chars += len(value)
+        elif kind == "message_stop":
+            self.finished = True
+        elif kind == "error":
+            self.errored = True
+
+    def _merge(self, reported: dict) -> None:
+        # message_delta counts are cumulative; a field it carries replaces the earlier one.
+        current = usage_from_anthropic({
+            "input_tokens": self.usage.input_tokens,
+            "output_tokens": self.usage.output_tokens,
+            "cache_creation_input_tokens": self.usage.cache_creation_input_tokens,
+            "cache_creation": {"ephemeral_1h_input_tokens": self.usage.cache_creation_1h_input_tokens},
+            "cache_read_input_tokens": self.usage.cache_read_input_tokens,
+            **{k: v for k, v in reported.items() if v is not None},
+        })
+        self.usage = current
+
+    def billable(self) -> Usage:
+        """Usage to charge: as reported, or with output estimated from what was seen if cut short."""
+        if self.finished:
+            return self.usage
+        seen = -(-self._delta_chars // CHARS_PER_TOKEN)
+        u = self.usage
+        return Usage(u.input_tokens, max(u.output_tokens, seen), u.cache_creation_input_tokens,
+                     u.cache_creation_1h_input_tokens, u.cache_read_input_tokens)

@@ -1,0 +1,18 @@
+"""Provider adapters: all I/O, no translation, no billing."""
+
+from __future__ import annotations
+
+from pagegrid.upstream.anthropic import AnthropicAdapter
+from pagegrid.upstream.base import Adapter
+from pagegrid.upstream.base import UpstreamTarget
+from pagegrid.upstream.demo import DemoAdapter
+
+
+def get_adapter(target: UpstreamTarget, config: dict) -> Adapter:
+    """The adapter for ``target.provider``, configured from the app config."""
+    if target.provider == "demo":
+        return DemoAdapter(target, config["PAGEGRID_DEMO_DELAY"])
+    if target.provider == "anthropic":
+        return AnthropicAdapter(target, config["PAGEGRID_UPSTREAM_CONNECT_TIMEOUT"],
+                                config["PAGEGRID_UPSTREAM_READ_TIMEOUT"])
+    raise LookupError(f"no adapter for provider {target.provider!r}")

@@ -1,0 +1,53 @@
+"""HTTP to providers with requests: one pooled session per process, errors mapped."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from collections.abc import Mapping
+
+import requests
+import urllib3
+
+from pagegrid.errors import UpstreamError
+from pagegrid.errors import UpstreamTimeout
+from pagegrid.upstream.base import UpstreamReply
+
+_session = requests.Session()
+_session.mount("https://", requests.adapters.HTTPAdapter(pool_connections=16, pool_maxsize=256))
+_session.mount("http://", requests.adapters.HTTPAdapter(pool_connections=16, pool_maxsize=256))
+
+READ_SIZE = 65536
+
+
+def post(url: str, body: bytes, headers: Mapping[str, str], *, connect_timeout: float,
+         read_timeout: float) -> UpstreamReply:
+    """POST and return as soon as the status line and headers have arrived."""
+    try:
+        response = _session.post(url, data=body, headers=dict(headers), stream=True,
+                                 timeout=(connect_timeout, read_timeout))
+    except requests.exceptions.ConnectTimeout:
+        raise UpstreamTimeout(
+            f"The upstream provider did not accept a connection within {connect_timeout:g}s.") from None
+    except requests.exceptions.ReadTimeout:
+        raise UpstreamTimeout(
+            f"The upstream provider did not answer within {read_timeout:g}s.") from None
+    except requests.exceptions.RequestException:
+        raise UpstreamError("Could not reach the upstream provider.") from None
+    return UpstreamReply(response.status_code, response.headers, _chunks(response),
+                         response.close)
+
+
+def _chunks(response: requests.Response) -> Iterator[bytes]:
+    # read1 returns whatever has arrived (one chunk of a chunked body, or what the socket has)
+    # instead of waiting to fill a buffer, so each event is relayed as soon as it lands.
+    raw = response.raw
+    try:
+        while True:
+            data = raw.read1(READ_SIZE, decode_content=True)
+            if not data:
+                return
+            yield data
+    except (urllib3.exceptions.ReadTimeoutError, TimeoutError):
+        raise UpstreamTimeout("The upstream provider stopped sending mid-answer.") from None
+    except (urllib3.exceptions.HTTPError, OSError):
+        raise UpstreamError("The connection to the upstream provider broke mid-answer.") from None
