@@ -7,6 +7,7 @@ from datetime import timedelta
 
 import click
 from flask import Flask
+from flask.cli import with_appcontext
 from flask_migrate import upgrade
 from sqlalchemy import select
 from werkzeug.security import generate_password_hash
@@ -35,6 +36,7 @@ def create_user(email: str, password: str, admin: bool = False) -> User:
 
 
 @click.command("init-db")
+@with_appcontext
 def init_db_command() -> None:
     """Create or migrate the schema and seed the model catalog (safe to run twice)."""
     upgrade()
@@ -44,6 +46,7 @@ def init_db_command() -> None:
 
 
 @click.command("create-user")
+@with_appcontext
 @click.argument("email")
 @click.option("--password", required=True)
 @click.option("--admin", is_flag=True, help="Give the account the admin console.")
@@ -56,6 +59,7 @@ def create_user_command(email: str, password: str, admin: bool) -> None:
 
 
 @click.command("ensure-admin")
+@with_appcontext
 def ensure_admin_command() -> None:
     """Create a first admin if there is none and print its credentials (once)."""
     if db.session.scalar(select(User.id).where(User.is_admin.is_(True)).limit(1)):
@@ -67,6 +71,7 @@ def ensure_admin_command() -> None:
 
 
 @click.command("credit")
+@with_appcontext
 @click.argument("email")
 @click.argument("amount_usd")
 @click.option("--note", default=None, help="Why (shown in the transaction history).")
@@ -84,6 +89,7 @@ def credit_command(email: str, amount_usd: str, note: str | None) -> None:
 
 
 @click.command("create-key")
+@with_appcontext
 @click.argument("email")
 @click.option("--name", default="", help="A label for the key.")
 @click.option("--rpm", type=click.IntRange(min=1), default=10, show_default=True)
@@ -100,6 +106,7 @@ def create_key_command(email: str, name: str, rpm: int, daily_limit: int,
 
 
 @click.command("balance")
+@with_appcontext
 @click.argument("email")
 def balance_command(email: str) -> None:
     """Print the exact balance: ``$12.345678901``."""
@@ -107,6 +114,7 @@ def balance_command(email: str) -> None:
 
 
 @click.command("release-holds")
+@with_appcontext
 @click.option("--older-than-minutes", type=click.IntRange(min=1), default=120, show_default=True)
 def release_holds_command(older_than_minutes: int) -> None:
     """Release holds left behind by a worker that died mid-request."""

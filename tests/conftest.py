@@ -1,0 +1,197 @@
+"""Fixtures: a fresh database per run (SQLite or PostgreSQL), the fake upstream, real SDK clients."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import threading
+
+import anthropic
+import httpx2
+import psycopg
+import pytest
+from sqlalchemy import delete
+from sqlalchemy import func
+from sqlalchemy import select
+from werkzeug.serving import make_server
+
+from pagegrid import billing
+from pagegrid import create_app
+from pagegrid.catalog import seed_catalog
+from pagegrid.cli import create_user
+from pagegrid.extensions import db
+from pagegrid.keys import create_key
+from pagegrid.models import ApiKey
+from pagegrid.models import CatalogModel
+from pagegrid.models import Hold
+from pagegrid.models import LedgerEntry
+from pagegrid.models import Upstream
+from pagegrid.models import User
+from tests.fake_upstream import FakeUpstream
+from tests.fake_upstream import serve
+
+UPSTREAM_KEY = "sk-ant-fake-upstream-key"
+POSTGRES_ADMIN_URL = os.environ.get("PAGEGRID_TEST_POSTGRES_URL",
+                                    "postgresql://postgres@127.0.0.1:5432/postgres")
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--db", choices=("sqlite", "postgresql"), default="sqlite",
+                     help="database the suite runs on")
+
+
+@pytest.fixture(scope="session")
+def database_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory):
+    """A new, migrated database for this run; dropped at the end."""
+    if request.config.getoption("--db") == "sqlite":
+        url = f"sqlite:///{tmp_path_factory.mktemp('db') / 'pagegrid.db'}"
+        _migrate(url)
+        yield url
+        return
+    name = f"pagegrid_test_{secrets.token_hex(4)}"
+    with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    url = POSTGRES_ADMIN_URL.rsplit("/", 1)[0] + "/" + name
+    try:
+        _migrate(url)
+        yield url
+    finally:
+        with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def _migrate(url: str) -> None:
+    app = create_app({"SQLALCHEMY_DATABASE_URI": url, "TESTING": True})
+    result = app.test_cli_runner().invoke(args=["init-db"])
+    assert result.exit_code == 0, result.output
+    with app.app_context():
+        db.engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def fake_server():
+    fake = FakeUpstream()
+    server = serve(fake)
+    yield fake
+    server.shutdown()
+
+
+@pytest.fixture
+def fake_upstream(fake_server: FakeUpstream) -> FakeUpstream:
+    """The fake provider, with no script and no recorded requests."""
+    fake_server.reset()
+    return fake_server
+
+
+@pytest.fixture
+def app(database_url: str, fake_upstream: FakeUpstream):
+    """An app on the run's database, emptied and re-seeded, pointed at the fake upstream."""
+    app = create_app({
+        "TESTING": True,
+        "SQLALCHEMY_DATABASE_URI": database_url,
+        "PAGEGRID_ANTHROPIC_URL": fake_upstream.url,
+        "PAGEGRID_ANTHROPIC_KEY": UPSTREAM_KEY,
+        "PAGEGRID_DEMO_DELAY": 0.0,
+        "PAGEGRID_UPSTREAM_READ_TIMEOUT": 5.0,
+        "PAGEGRID_UPSTREAM_CONNECT_TIMEOUT": 2.0,
+    })
+    with app.app_context():
+        for table in (LedgerEntry, Hold, ApiKey, User, Upstream, CatalogModel):
+            db.session.execute(delete(table))
+        db.session.commit()
+        seed_catalog()
+    yield app
+    with app.app_context():
+        db.session.remove()
+        db.engine.dispose()
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+@pytest.fixture
+def runner(app):
+    return app.test_cli_runner()
+
+
+class Wallets:
+    """Factories and money checks that go through PageGrid's own code."""
+
+    def __init__(self, app) -> None:
+        self.app = app
+
+    def user(self, balance_usd: str = "10", email: str | None = None) -> int:
+        with self.app.app_context():
+            user = create_user(email or f"user-{secrets.token_hex(4)}@example.com", "pw-123456")
+            if balance_usd != "0":
+                billing.credit(user.id, billing.usd_to_nanos(balance_usd), "test funds")
+            return user.id
+
+    def key(self, user_id: int, **options) -> str:
+        with self.app.app_context():
+            _, secret = create_key(db.session.get(User, user_id), **options)
+            return secret
+
+    def balance(self, user_id: int) -> int:
+        with self.app.app_context():
+            return db.session.scalar(select(User.balance_nanos).where(User.id == user_id))
+
+    def charges(self, user_id: int) -> list[LedgerEntry]:
+        with self.app.app_context():
+            rows = db.session.scalars(
+                select(LedgerEntry).where(LedgerEntry.user_id == user_id, LedgerEntry.kind == "usage")
+                .order_by(LedgerEntry.id)).all()
+            db.session.expunge_all()
+            return list(rows)
+
+    def assert_consistent(self, user_id: int) -> None:
+        """balance == sum(ledger), and no hold is left open."""
+        with self.app.app_context():
+            user = db.session.get(User, user_id)
+            db.session.refresh(user)
+            assert user.balance_nanos == billing.ledger_sum(user_id)
+            holds = db.session.scalar(select(func.count()).select_from(Hold).where(Hold.user_id == user_id))
+            assert holds == 0
+            assert user.held_nanos == 0
+
+
+@pytest.fixture
+def wallets(app) -> Wallets:
+    return Wallets(app)
+
+
+@pytest.fixture
+def funded(wallets: Wallets):
+    """(user_id, key) for a user with $10."""
+    user_id = wallets.user("10")
+    return user_id, wallets.key(user_id)
+
+
+@pytest.fixture
+def sdk(app):
+    """Build a real ``anthropic.Anthropic`` client wired to the app in-process."""
+    clients = []
+
+    def make(key: str, *, base_url: str = "http://gateway.test", bearer: bool = False,
+             **kwargs) -> anthropic.Anthropic:
+        http_client = httpx2.Client(transport=httpx2.WSGITransport(app=app))
+        clients.append(http_client)
+        auth = {"auth_token": key} if bearer else {"api_key": key}
+        return anthropic.Anthropic(base_url=base_url, http_client=http_client, max_retries=0,
+                                   **auth, **kwargs)
+
+    yield make
+    for c in clients:
+        c.close()
+
+
+@pytest.fixture
+def live_server(app):
+    """The app on a real threaded HTTP server on loopback (for concurrency and disconnects)."""
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_port}"
+    server.shutdown()

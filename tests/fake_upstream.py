@@ -1,0 +1,166 @@
+"""A scriptable fake provider on loopback: replies, SSE streams, errors, slow and cut streams.
+
+Tests script it (``fake.reply(...)``, ``fake.stream(...)``, ``fake.error(...)``) and then look
+at ``fake.requests`` to see exactly what the gateway sent.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass
+from dataclasses import field
+
+from werkzeug.serving import WSGIRequestHandler
+from werkzeug.serving import make_server
+from werkzeug.wrappers import Request
+from werkzeug.wrappers import Response
+
+
+def message(text: str = "Hi there!", *, model: str = "claude-opus-4-8", input_tokens: int = 10,
+            output_tokens: int = 5, cache_write: int = 0, cache_read: int = 0,
+            stop_reason: str = "end_turn", content: list | None = None, **usage: int) -> dict:
+    """An Anthropic message body with the given usage."""
+    return {
+        "id": "msg_fake", "type": "message", "role": "assistant", "model": model,
+        "content": content if content is not None else [{"type": "text", "text": text}],
+        "stop_reason": stop_reason, "stop_sequence": None,
+        "usage": {"input_tokens": input_tokens, "output_tokens": output_tokens,
+                  "cache_creation_input_tokens": cache_write, "cache_read_input_tokens": cache_read,
+                  **usage},
+    }
+
+
+def stream_events(msg: dict) -> list[dict]:
+    """The SSE events the Messages API sends for ``msg``."""
+    usage = dict(msg["usage"])
+    start_usage = {**usage, "output_tokens": 1}
+    events = [{"type": "message_start",
+               "message": {**msg, "content": [], "stop_reason": None, "usage": start_usage}}]
+    for index, block in enumerate(msg["content"]):
+        if block["type"] == "text":
+            events.append({"type": "content_block_start", "index": index,
+                           "content_block": {"type": "text", "text": ""}})
+            words = block["text"].split(" ")
+            for i, word in enumerate(words):
+                piece = word if i == len(words) - 1 else word + " "
+                events.append({"type": "content_block_delta", "index": index,
+                               "delta": {"type": "text_delta", "text": piece}})
+        elif block["type"] == "thinking":
+            events.append({"type": "content_block_start", "index": index,
+                           "content_block": {"type": "thinking", "thinking": "", "signature": ""}})
+            events.append({"type": "content_block_delta", "index": index,
+                           "delta": {"type": "thinking_delta", "thinking": block["thinking"]}})
+            events.append({"type": "content_block_delta", "index": index,
+                           "delta": {"type": "signature_delta", "signature": block["signature"]}})
+        elif block["type"] == "tool_use":
+            events.append({"type": "content_block_start", "index": index,
+                           "content_block": {**block, "input": {}}})
+            events.append({"type": "content_block_delta", "index": index,
+                           "delta": {"type": "input_json_delta",
+                                     "partial_json": json.dumps(block["input"])}})
+        events.append({"type": "content_block_stop", "index": index})
+    events.append({"type": "message_delta",
+                   "delta": {"stop_reason": msg["stop_reason"], "stop_sequence": None},
+                   "usage": {"output_tokens": usage["output_tokens"]}})
+    events.append({"type": "message_stop"})
+    return events
+
+
+def sse(event: dict) -> bytes:
+    """One event in SSE framing."""
+    return f"event: {event['type']}\ndata: {json.dumps(event)}\n\n".encode()
+
+
+@dataclass
+class Recorded:
+    """One request the fake received."""
+
+    method: str
+    path: str
+    headers: dict
+    raw: bytes
+    body: dict | None = field(default=None)
+
+
+class FakeUpstream:
+    """The provider double: a WSGI app plus a queue of scripted answers."""
+
+    def __init__(self) -> None:
+        self.requests: list[Recorded] = []
+        self._script: deque = deque()
+        self.default = lambda req: Response(json.dumps(message()), mimetype="application/json")
+        self.url = ""
+
+    def reset(self) -> None:
+        """Forget scripts and recorded requests."""
+        self.requests.clear()
+        self._script.clear()
+
+    # scripting --------------------------------------------------------------------------
+    def reply(self, body: dict, status: int = 200, headers: dict | None = None) -> None:
+        """Answer the next request with JSON."""
+        self._script.append(lambda req: Response(json.dumps(body), status=status,
+                                                 headers=headers, mimetype="application/json"))
+
+    def error(self, status: int, error_type: str, text: str = "upstream says no",
+              headers: dict | None = None) -> None:
+        """Answer the next request with an Anthropic error body."""
+        self.reply({"type": "error", "error": {"type": error_type, "message": text}}, status, headers)
+
+    def stream(self, events: list[dict | bytes], *, delay: float = 0.0, fail_after: int | None = None,
+               first_byte_delay: float = 0.0) -> None:
+        """Answer the next request with SSE; ``fail_after=n`` drops the connection after n events."""
+
+        def respond(req: Request) -> Response:
+            def body():
+                time.sleep(first_byte_delay)
+                for i, event in enumerate(events):
+                    if fail_after is not None and i >= fail_after:
+                        raise ConnectionAbortedError("scripted cut")
+                    yield event if isinstance(event, bytes) else sse(event)
+                    time.sleep(delay)
+            return Response(body(), mimetype="text/event-stream")
+
+        self._script.append(respond)
+
+    def hang(self, seconds: float) -> None:
+        """Answer the next request only after ``seconds`` (to trip read timeouts)."""
+        def respond(req: Request) -> Response:
+            time.sleep(seconds)
+            return Response(json.dumps(message()), mimetype="application/json")
+        self._script.append(respond)
+
+    def respond_with(self, handler) -> None:
+        """Answer the next request with ``handler(request) -> Response``."""
+        self._script.append(handler)
+
+    # WSGI ---------------------------------------------------------------------------------
+    def __call__(self, environ, start_response):
+        req = Request(environ)
+        raw = req.get_data()
+        try:
+            parsed = json.loads(raw) if raw else None
+        except ValueError:
+            parsed = None
+        self.requests.append(Recorded(req.method, req.full_path.rstrip("?"), dict(req.headers), raw, parsed))
+        handler = self._script.popleft() if self._script else self.default
+        return handler(req)(environ, start_response)
+
+
+class _Handler(WSGIRequestHandler):
+    protocol_version = "HTTP/1.1"  # chunked streaming, like the real provider
+
+    def log_request(self, *args, **kwargs) -> None:
+        pass
+
+
+def serve(fake: FakeUpstream):
+    """Serve ``fake`` on 127.0.0.1 from a daemon thread; return the server."""
+    server = make_server("127.0.0.1", 0, fake, threaded=True, request_handler=_Handler)
+    fake.url = f"http://127.0.0.1:{server.server_port}"
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    return server
