@@ -72,7 +72,7 @@ def hold_nanos(body_bytes: int, max_tokens: int, max_output: int, price: Price) 
 def usd_to_nanos(text: str) -> int:
     """Parse a USD amount with at most 9 decimals (``"12.5"``, ``"-0.000000150"``) exactly."""
     try:
-        amount = Decimal(text.strip().lstrip("$"))
+        amount = Decimal(text.strip().replace("$", "", 1))
     except (InvalidOperation, AttributeError):
         raise ValueError(f"not an amount: {text!r}") from None
     nanos = amount * NANOS_PER_USD

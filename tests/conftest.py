@@ -179,8 +179,8 @@ def sdk(app):
         http_client = httpx2.Client(transport=httpx2.WSGITransport(app=app))
         clients.append(http_client)
         auth = {"auth_token": key} if bearer else {"api_key": key}
-        return anthropic.Anthropic(base_url=base_url, http_client=http_client, max_retries=0,
-                                   **auth, **kwargs)
+        kwargs.setdefault("max_retries", 0)
+        return anthropic.Anthropic(base_url=base_url, http_client=http_client, **auth, **kwargs)
 
     yield make
     for c in clients:
