@@ -19,3 +19,4 @@ keepalive = 75
 accesslog = "-"
 # No query strings or headers in the access log: never log keys.
 access_log_format = '%(h)s "%(m)s %(U)s" %(s)s %(B)s %(M)sms'
+control_socket_disable = True  # no shared ~/.gunicorn socket between instances on one host

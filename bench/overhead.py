@@ -34,7 +34,7 @@ import tempfile
 import time
 from pathlib import Path
 
-import httpx
+import httpx2 as httpx
 from werkzeug.wrappers import Request
 from werkzeug.wrappers import Response
 

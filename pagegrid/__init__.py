@@ -8,6 +8,7 @@ from pathlib import Path
 from flask import Flask
 from flask import render_template
 from flask import request
+from sqlalchemy import event
 from werkzeug.exceptions import HTTPException
 
 from pagegrid import api
@@ -39,6 +40,9 @@ def create_app(test_config: dict | None = None) -> Flask:
     app.json.sort_keys = False
 
     db.init_app(app)
+    if app.config["SQLALCHEMY_DATABASE_URI"].startswith("sqlite"):
+        with app.app_context():
+            event.listen(db.engine, "connect", _sqlite_pragmas)
     migrate.init_app(app, db, directory=str(ROOT / "migrations"), render_as_batch=True)
     login_manager.init_app(app)
     app.extensions["pagegrid.catalog"] = Catalog()
@@ -50,6 +54,16 @@ def create_app(test_config: dict | None = None) -> Flask:
     app.register_error_handler(Exception, _unexpected_error)
     cli.register(app)
     return app
+
+
+def _sqlite_pragmas(connection, _record) -> None:  # noqa: ANN001 - DB-API objects
+    # WAL lets readers run beside the writer; synchronous=NORMAL skips an fsync per commit
+    # (still safe against a crashed process; PostgreSQL is the choice for power-loss durability).
+    cursor = connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()
 
 
 @login_manager.user_loader

@@ -20,6 +20,7 @@ from decimal import InvalidOperation
 
 from sqlalchemy import delete
 from sqlalchemy import func
+from sqlalchemy import insert
 from sqlalchemy import select
 from sqlalchemy import update
 
@@ -126,7 +127,8 @@ def admit(user_id: int, request_id: str, amount_nanos: int) -> None:
         raise InsufficientBalance(
             "Your available balance is reserved by requests still in progress. "
             "Wait for them to finish or add funds in the dashboard.")
-    db.session.add(Hold(request_id=request_id, user_id=user_id, amount_nanos=amount_nanos))
+    db.session.execute(insert(Hold).values(request_id=request_id, user_id=user_id,
+                                           amount_nanos=amount_nanos, created_at=utcnow()))
     db.session.commit()
 
 
@@ -164,7 +166,8 @@ def settle(*, request_id: str, user_id: int, api_key_id: int, model: str, usage:
     db.session.execute(
         update(ApiKey).where(ApiKey.id == api_key_id).values(last_used_at=now)
         .execution_options(synchronize_session=False))
-    db.session.add(LedgerEntry(
+    # Core inserts: the request path skips the ORM's unit of work.
+    db.session.execute(insert(LedgerEntry).values(
         request_id=request_id, user_id=user_id, kind="usage", api_key_id=api_key_id, model=model,
         input_tokens=usage.input_tokens, output_tokens=usage.output_tokens,
         cache_creation_input_tokens=usage.cache_creation_input_tokens,

@@ -5,11 +5,13 @@ from __future__ import annotations
 import os
 import secrets
 import threading
+import time
 
 import anthropic
 import httpx2
 import psycopg
 import pytest
+from flask.testing import FlaskClient
 from sqlalchemy import delete
 from sqlalchemy import func
 from sqlalchemy import select
@@ -95,6 +97,7 @@ def app(database_url: str, fake_upstream: FakeUpstream):
         "PAGEGRID_UPSTREAM_READ_TIMEOUT": 5.0,
         "PAGEGRID_UPSTREAM_CONNECT_TIMEOUT": 2.0,
     })
+    app.test_client_class = ReadingClient
     with app.app_context():
         for table in (LedgerEntry, Hold, ApiKey, User, Upstream, CatalogModel):
             db.session.execute(delete(table))
@@ -104,6 +107,14 @@ def app(database_url: str, fake_upstream: FakeUpstream):
     with app.app_context():
         db.session.remove()
         db.engine.dispose()
+
+
+class ReadingClient(FlaskClient):
+    """Reads every response to the end and closes it, as an HTTP client does."""
+
+    def open(self, *args, **kwargs):
+        kwargs.setdefault("buffered", True)
+        return super().open(*args, **kwargs)
 
 
 @pytest.fixture
@@ -145,6 +156,18 @@ class Wallets:
                 .order_by(LedgerEntry.id)).all()
             db.session.expunge_all()
             return list(rows)
+
+    def wait_settled(self, user_id: int, timeout: float = 10.0) -> None:
+        """Wait until no request of the user holds money (a live server settles after replying)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self.app.app_context():
+                open_holds = db.session.scalar(
+                    select(func.count()).select_from(Hold).where(Hold.user_id == user_id))
+            if not open_holds:
+                return
+            time.sleep(0.05)
+        raise AssertionError(f"user {user_id} still has {open_holds} open holds")
 
     def assert_consistent(self, user_id: int) -> None:
         """balance == sum(ledger), and no hold is left open."""

@@ -115,6 +115,7 @@ def test_concurrent_burst_overdraft_stays_within_one_hold(app, live_server, wall
 
     ok = statuses.count(200)
     assert statuses.count(402) == 50 - ok
+    wallets.wait_settled(user_id)
     charges = wallets.charges(user_id)
     assert len(charges) == ok == len(fake_upstream.requests)
     assert len({c.request_id for c in charges}) == ok
@@ -166,9 +167,7 @@ def test_live_disconnect_closes_upstream_and_settles(app, live_server, funded, w
     first = next(response.iter_lines())
     assert first == b"event: message_start"
     response.close()
-    deadline = time.monotonic() + 5
-    while not wallets.charges(user_id) and time.monotonic() < deadline:
-        time.sleep(0.05)
+    wallets.wait_settled(user_id)
     [charge] = wallets.charges(user_id)
     assert charge.status == "client_aborted"
     assert charge.input_tokens == 9

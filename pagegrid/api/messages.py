@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from functools import partial
+
 from flask import Response
 from flask import current_app
 from flask import g
 from flask import json
 from flask import request
 
-from pagegrid import billing
 from pagegrid.api import bp
 from pagegrid.api import relay
 from pagegrid.errors import InvalidRequest
@@ -52,11 +53,12 @@ def messages() -> Response:
             usage = usage_from_anthropic(json.loads(payload).get("usage"))
         except (ValueError, AttributeError):
             raise UpstreamError("The upstream provider answered with a malformed message.") from None
-        billing.settle(request_id=admitted.request_id, user_id=admitted.user_id,
-                       api_key_id=admitted.key_id, model=model.id, usage=usage, price=model.price,
-                       status="complete", started_at=admitted.started_at)
+        response = Response(payload, mimetype="application/json")
+        # Charged once the answer is on its way: the client does not wait for the ledger write.
+        response.call_on_close(partial(relay.settle, current_app._get_current_object(), admitted,
+                                       usage, "complete"))
         handed_off = True
-        return Response(payload, mimetype="application/json")
+        return response
     finally:
         if not handed_off:
             relay.release(admitted)

@@ -1,0 +1,173 @@
+"""The real serving stack: gunicorn with gevent workers, as ``make run`` starts it."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import psycopg
+import pytest
+import requests
+
+from tests.conftest import UPSTREAM_KEY
+from tests.fake_upstream import message
+from tests.fake_upstream import stream_events
+
+ROOT = Path(__file__).resolve().parent.parent
+pytestmark = pytest.mark.live
+
+BODY = {"model": "claude-haiku-4-5", "max_tokens": 500, "stream": True,
+        "messages": [{"role": "user", "content": "stream please"}]}
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def gunicorn(database_url, fake_server, tmp_path_factory):
+    port = _free_port()
+    env = {**os.environ, "PAGEGRID_DATABASE_URL": database_url, "PAGEGRID_BIND": f"127.0.0.1:{port}",
+           "PAGEGRID_ANTHROPIC_URL": fake_server.url, "PAGEGRID_ANTHROPIC_KEY": UPSTREAM_KEY,
+           "PAGEGRID_SECRET_KEY": "live-tests", "PAGEGRID_WORKERS": "1"}
+    log = open(tmp_path_factory.mktemp("gunicorn") / "gunicorn.log", "w+")
+    proc = subprocess.Popen([str(Path(sys.executable).parent / "gunicorn"), "-c", "gunicorn.conf.py",
+                             "wsgi:app"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(100):
+            try:
+                if requests.head(f"{url}/v1", timeout=1).status_code == 200:
+                    break
+            except requests.ConnectionError:
+                time.sleep(0.1)
+        else:
+            log.seek(0)
+            pytest.fail("gunicorn did not start:\n" + log.read())
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(10)
+        log.close()
+
+
+def _event_times(url: str, key: str, body: dict = BODY) -> tuple[list[float], bytes]:
+    start = time.monotonic()
+    times, data = [], b""
+    with requests.post(f"{url}/v1/v1/messages?beta=true", json=body, stream=True, timeout=20,
+                       headers={"x-api-key": key}) as response:
+        assert response.status_code == 200, response.text
+        for line in response.iter_lines():
+            data += line + b"\n"
+            if line.startswith(b"event:"):
+                times.append(time.monotonic() - start)
+    return times, data
+
+
+def test_events_are_relayed_as_they_arrive(gunicorn, funded, wallets, fake_upstream):
+    user_id, key = funded
+    fake_upstream.stream(stream_events(message("a b c d e f g h", input_tokens=12, output_tokens=8)),
+                         delay=0.15)
+    times, data = _event_times(gunicorn, key)
+    assert b"event: message_stop" in data
+    wallets.wait_settled(user_id)
+    # Upstream takes ~2 s in all; the first event must not wait for the last.
+    assert times[0] < 0.5, times
+    assert times[-1] - times[0] > 1.2, times
+    gaps = [b - a for a, b in zip(times, times[1:], strict=False)]
+    assert max(gaps) < 0.6, gaps
+    [charge] = wallets.charges(user_id)
+    assert (charge.status, charge.output_tokens) == ("complete", 8)
+    wallets.assert_consistent(user_id)
+
+
+def test_disconnect_under_gevent_settles_once(gunicorn, funded, wallets, fake_upstream):
+    user_id, key = funded
+    fake_upstream.stream(stream_events(message(" ".join(["x"] * 200), input_tokens=7)), delay=0.02)
+    response = requests.post(f"{gunicorn}/v1/messages", json=BODY, stream=True, timeout=10,
+                             headers={"Authorization": f"Bearer {key}"})
+    assert next(response.iter_lines()) == b"event: message_start"
+    response.close()
+    wallets.wait_settled(user_id)
+    [charge] = wallets.charges(user_id)
+    assert charge.status == "client_aborted" and charge.input_tokens == 7
+    wallets.assert_consistent(user_id)
+
+
+def test_many_streams_share_one_worker(gunicorn, funded, wallets, fake_upstream):
+    user_id, key = funded
+    fake_upstream.default = lambda req: _stream_response(message("one two three", input_tokens=3))
+    results = []
+    try:
+        threads = [threading.Thread(target=lambda: results.append(_event_times(gunicorn, key)))
+                   for _ in range(30)]
+        start = time.monotonic()
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        elapsed = time.monotonic() - start
+    finally:
+        fake_upstream.default = lambda req: _json_response(message())
+    assert len(results) == 30
+    # Each stream takes ~1 s upstream; served concurrently by one gevent worker, not one by one.
+    assert elapsed < 6, elapsed
+    wallets.wait_settled(user_id)
+    assert len(wallets.charges(user_id)) == 30
+    wallets.assert_consistent(user_id)
+
+
+def test_a_blocked_query_does_not_stall_other_streams(request, gunicorn, database_url, wallets,
+                                                      fake_upstream):
+    """PostgreSQL only: one request waits on a row lock while another keeps streaming."""
+    if request.config.getoption("--db") != "postgresql":
+        pytest.skip("SQLite has no row locks to wait on; the PostgreSQL run proves this")
+    blocked_user, streaming_user = wallets.user("5"), wallets.user("5")
+    blocked_key, streaming_key = wallets.key(blocked_user), wallets.key(streaming_user)
+    fake_upstream.default = lambda req: _stream_response(message("p q r s t u v w", input_tokens=3))
+    plain_url = database_url.replace("+psycopg", "")
+    try:
+        with psycopg.connect(plain_url) as locker:
+            locker.execute("SELECT 1 FROM users WHERE id = %s FOR UPDATE", (blocked_user,))
+            blocked = threading.Thread(target=_event_times, args=(gunicorn, blocked_key))
+            blocked.start()
+            time.sleep(0.3)  # the blocked request is now waiting inside its UPDATE
+            times, data = _event_times(gunicorn, streaming_key)
+            assert b"message_stop" in data
+            assert times[-1] < 3, times
+            assert blocked.is_alive()
+            locker.rollback()
+        blocked.join(10)
+        assert not blocked.is_alive()
+        wallets.wait_settled(blocked_user)
+        wallets.wait_settled(streaming_user)
+    finally:
+        fake_upstream.default = lambda req: _json_response(message())
+    wallets.assert_consistent(blocked_user)
+    wallets.assert_consistent(streaming_user)
+
+
+def _stream_response(msg: dict):
+    from werkzeug import Response
+
+    from tests.fake_upstream import sse
+
+    def body():
+        for event in stream_events(msg):
+            time.sleep(0.1)
+            yield sse(event)
+    return Response(body(), mimetype="text/event-stream")
+
+
+def _json_response(body: dict):
+    import json
+
+    from werkzeug import Response
+    return Response(json.dumps(body), mimetype="application/json")
