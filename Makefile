@@ -3,33 +3,38 @@ PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 FLASK := $(BIN)/flask --app app
-STAMP := $(VENV)/.installed
 
 .PHONY: run test lint bench clean
 
-$(STAMP): requirements.txt requirements-dev.txt
-	@command -v $(PYTHON) >/dev/null || { echo "needs $(PYTHON)"; exit 1; }
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+$(BIN)/python:
+	@command -v $(PYTHON) >/dev/null || { echo "PageGrid needs $(PYTHON) on PATH"; exit 1; }
+	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -r requirements-dev.txt
-	touch $(STAMP)
 
-run: $(STAMP)
+$(VENV)/.runtime: requirements.txt | $(BIN)/python
+	$(BIN)/pip install --quiet -r requirements.txt
+	touch $@
+
+$(VENV)/.dev: requirements-dev.txt $(VENV)/.runtime
+	$(BIN)/pip install --quiet -r requirements-dev.txt
+	touch $@
+
+run: $(VENV)/.runtime
 	$(FLASK) init-db
 	$(FLASK) ensure-admin
 	$(BIN)/gunicorn -c gunicorn.conf.py wsgi:app
 
-lint: $(STAMP)
+lint: $(VENV)/.dev
 	$(BIN)/ruff check .
 	$(BIN)/lint-imports
 
-# The suite runs twice: on SQLite, and on PostgreSQL when PAGEGRID_TEST_POSTGRES_URL
-# (or a server on 127.0.0.1:5432) is there; CI always provides one.
-test: $(STAMP) lint
+# The suite runs on SQLite, then on PostgreSQL (PAGEGRID_TEST_POSTGRES_URL, default
+# postgresql://postgres@127.0.0.1:5432/postgres; each run creates and drops its own database).
+test: lint
 	$(BIN)/pytest
 	$(BIN)/pytest --db=postgresql
 
-bench: $(STAMP)
+bench: $(VENV)/.dev
 	$(BIN)/python bench/overhead.py
 
 clean:
