@@ -11,7 +11,7 @@ import pytest
 from tests.fake_upstream import message
 from tests.fake_upstream import stream_events
 
-CAPTURES = Path(__file__).resolve().parents[2] / "shared" / "clients" / "captures"
+CAPTURES = Path(__file__).resolve().parent / "data" / "captures"  # copied from shared/clients
 HAIKU = "claude-haiku-4-5"
 # nano-USD per token of the seeded Haiku 4.5 and Opus prices
 HAIKU_IN, HAIKU_OUT, HAIKU_CW, HAIKU_CW1H, HAIKU_CR = 1000, 5000, 1250, 2000, 100
