@@ -11,6 +11,9 @@ preload_app = False
 # With PAGEGRID_REDIS_URL every worker shares them and we can use all cores.
 workers = int(os.environ.get("PAGEGRID_WORKERS")
               or (multiprocessing.cpu_count() * 2 + 1 if os.environ.get("PAGEGRID_REDIS_URL") else 1))
+if workers > 1 and not os.environ.get("PAGEGRID_REDIS_URL"):
+    raise SystemExit("PAGEGRID_WORKERS > 1 needs PAGEGRID_REDIS_URL: per-process limit counters "
+                     "would multiply every key's requests-per-minute by the number of workers")
 # gevent workers heartbeat from their own loop, so this only catches a stuck worker;
 # streams may run far longer than this.
 timeout = 120

@@ -17,6 +17,7 @@ from pagegrid import config
 from pagegrid import dashboard
 from pagegrid.catalog import Catalog
 from pagegrid.extensions import db
+from pagegrid.extensions import limiter
 from pagegrid.extensions import login_manager
 from pagegrid.extensions import migrate
 from pagegrid.models import User
@@ -50,6 +51,7 @@ def create_app(test_config: dict | None = None) -> Flask:
 
     app.register_blueprint(api.bp)
     app.register_blueprint(dashboard.bp)
+    limiter.init_app(app)  # after the blueprints: request ids are stamped before limits run
     app.register_error_handler(HTTPException, _http_error)
     app.register_error_handler(Exception, _unexpected_error)
     cli.register(app)

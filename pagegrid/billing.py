@@ -26,6 +26,7 @@ from sqlalchemy import update
 
 from pagegrid.errors import InsufficientBalance
 from pagegrid.extensions import db
+from pagegrid.limits import count_tokens_used
 from pagegrid.models import ApiKey
 from pagegrid.models import Hold
 from pagegrid.models import LedgerEntry
@@ -108,8 +109,11 @@ def new_request_id(prefix: str = "req") -> str:
     return f"{prefix}_{secrets.token_hex(12)}"
 
 
-def admit(user_id: int, request_id: str, amount_nanos: int) -> None:
-    """Reserve ``amount_nanos`` for a request, or raise InsufficientBalance (402)."""
+def reserve(user_id: int, request_id: str, amount_nanos: int) -> None:
+    """Hold ``amount_nanos`` for a request, or raise InsufficientBalance (402).
+
+    The caller commits, so that other admission checks can share the transaction.
+    """
     admitted = db.session.execute(
         update(User)
         .where(User.id == user_id, User.balance_nanos - User.held_nanos > 0)
@@ -129,7 +133,6 @@ def admit(user_id: int, request_id: str, amount_nanos: int) -> None:
             "Wait for them to finish or add funds in the dashboard.")
     db.session.execute(insert(Hold).values(request_id=request_id, user_id=user_id,
                                            amount_nanos=amount_nanos, created_at=utcnow()))
-    db.session.commit()
 
 
 def _take_hold(request_id: str) -> int | None:
@@ -163,6 +166,7 @@ def settle(*, request_id: str, user_id: int, api_key_id: int, model: str, usage:
         .values(balance_nanos=User.balance_nanos - cost, held_nanos=User.held_nanos - held)
         .execution_options(synchronize_session=False))
     now = utcnow()
+    count_tokens_used(api_key_id, usage.total_tokens, now)
     db.session.execute(
         update(ApiKey).where(ApiKey.id == api_key_id).values(last_used_at=now)
         .execution_options(synchronize_session=False))

@@ -16,6 +16,8 @@ from pagegrid import billing
 from pagegrid.catalog import seed_catalog
 from pagegrid.extensions import db
 from pagegrid.keys import create_key
+from pagegrid.keys import update_settings
+from pagegrid.models import ApiKey
 from pagegrid.models import User
 
 
@@ -105,6 +107,38 @@ def create_key_command(email: str, name: str, rpm: int, daily_limit: int,
     click.echo(secret)
 
 
+@click.command("list-keys")
+@with_appcontext
+@click.argument("email")
+def list_keys_command(email: str) -> None:
+    """List a user's keys with their ids and limits (0 = unlimited)."""
+    user = _user(email)
+    for key in db.session.scalars(select(ApiKey).where(ApiKey.user_id == user.id).order_by(ApiKey.id)):
+        status = "revoked" if key.revoked_at else "active"
+        models = ",".join(key.allowed_models or []) or "all models"
+        click.echo(f"{key.id}\t{key.display}\t{key.name or '-'}\t{status}\trpm={key.rpm}\t"
+                   f"daily={key.daily_request_limit}\tmonthly_tokens={key.monthly_token_limit}\t{models}")
+
+
+@click.command("set-key-limits")
+@with_appcontext
+@click.argument("key_id", type=int)
+@click.option("--rpm", type=click.IntRange(min=1))
+@click.option("--daily-limit", type=click.IntRange(min=0), help="0 = unlimited")
+@click.option("--monthly-token-limit", type=click.IntRange(min=0), help="0 = unlimited")
+@click.option("--models", help="Comma-separated allow-list; an empty string allows all models.")
+def set_key_limits_command(key_id: int, rpm: int | None, daily_limit: int | None,
+                           monthly_token_limit: int | None, models: str | None) -> None:
+    """Change a key's limits without changing the key."""
+    key = db.session.get(ApiKey, key_id)
+    if key is None:
+        raise click.ClickException(f"no key with id {key_id}")
+    allowed = None if models is None else [m.strip() for m in models.split(",") if m.strip()]
+    update_settings(key, rpm=rpm, daily_request_limit=daily_limit,
+                    monthly_token_limit=monthly_token_limit, allowed_models=allowed)
+    click.echo(f"updated {key.display}")
+
+
 @click.command("balance")
 @with_appcontext
 @click.argument("email")
@@ -125,5 +159,6 @@ def release_holds_command(older_than_minutes: int) -> None:
 def register(app: Flask) -> None:
     """Add the commands to ``app.cli``."""
     for command in (init_db_command, create_user_command, ensure_admin_command, credit_command,
-                    create_key_command, balance_command, release_holds_command):
+                    create_key_command, list_keys_command, set_key_limits_command, balance_command,
+                    release_holds_command):
         app.cli.add_command(command)

@@ -39,6 +39,12 @@ def from_environ(instance_path: Path) -> dict:
         "SECRET_KEY": _secret_key(instance_path),
         "SQLALCHEMY_DATABASE_URI": database_url,
         "PAGEGRID_REDIS_URL": env("PAGEGRID_REDIS_URL") or None,
+        # Flask-Limiter: the RPM windows live in Redis when it is configured.
+        "RATELIMIT_STORAGE_URI": env("PAGEGRID_REDIS_URL") or "memory://",
+        "RATELIMIT_STRATEGY": "moving-window",
+        "RATELIMIT_KEY_PREFIX": env("PAGEGRID_RATELIMIT_PREFIX") or "pagegrid",
+        "RATELIMIT_HEADERS_ENABLED": False,
+        "PAGEGRID_RPM_WINDOW_SECONDS": int(env("PAGEGRID_RPM_WINDOW_SECONDS") or 60),
         "PAGEGRID_ANTHROPIC_URL": (env("PAGEGRID_ANTHROPIC_URL") or DEFAULT_ANTHROPIC_URL).rstrip("/"),
         "PAGEGRID_ANTHROPIC_KEY": env("PAGEGRID_ANTHROPIC_KEY") or None,
         "PAGEGRID_OPENAI_URL": (env("PAGEGRID_OPENAI_URL") or DEFAULT_OPENAI_URL).rstrip("/"),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from flask_limiter import Limiter
 from flask_login import LoginManager
 from flask_migrate import Migrate
 from flask_sqlalchemy import SQLAlchemy
@@ -19,3 +20,5 @@ NAMING = {
 db = SQLAlchemy(metadata=MetaData(naming_convention=NAMING))
 migrate = Migrate()
 login_manager = LoginManager()
+# No default limits: each route says what it needs. Keys are given per limit.
+limiter = Limiter(key_func=lambda: "global")

@@ -52,6 +52,24 @@ def create_key(user: User, *, name: str = "", rpm: int = 10, daily_request_limit
     return key, secret
 
 
+def update_settings(key: ApiKey, *, rpm: int | None = None, daily_request_limit: int | None = None,
+                    monthly_token_limit: int | None = None, allowed_models: list[str] | None = None,
+                    expires_at: datetime | None = None) -> ApiKey:
+    """Change a key's limits and restrictions; the secret stays the same. None keeps a value."""
+    if rpm is not None:
+        key.rpm = rpm
+    if daily_request_limit is not None:
+        key.daily_request_limit = daily_request_limit
+    if monthly_token_limit is not None:
+        key.monthly_token_limit = monthly_token_limit
+    if allowed_models is not None:
+        key.allowed_models = allowed_models
+    if expires_at is not None:
+        key.expires_at = expires_at
+    db.session.commit()
+    return key
+
+
 def key_from_headers(headers: Mapping[str, str]) -> str | None:
     """The key from ``x-api-key``, ``api-key`` or ``Authorization: Bearer``, if any."""
     for name in ("x-api-key", "api-key"):

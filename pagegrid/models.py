@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import UTC
 from datetime import datetime
 
 from flask_login import UserMixin
@@ -19,6 +18,7 @@ from sqlalchemy import Text
 from sqlalchemy.orm import Mapped
 from sqlalchemy.orm import mapped_column
 
+from pagegrid import clock
 from pagegrid.extensions import db
 
 # SQLite only auto-increments an INTEGER PRIMARY KEY, PostgreSQL wants BIGINT for a ledger.
@@ -27,7 +27,7 @@ BigId = BigInteger().with_variant(Integer(), "sqlite")
 
 def utcnow() -> datetime:
     """Timezone-aware now in UTC (all timestamps are stored in UTC)."""
-    return datetime.now(UTC)
+    return clock.now()
 
 
 class User(UserMixin, db.Model):
@@ -162,3 +162,19 @@ class LedgerEntry(db.Model):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
     __table_args__ = (Index("ix_ledger_user_created", "user_id", "created_at"),)
+
+
+class KeyUsage(db.Model):
+    """Per-key counters for a UTC day (``2026-11-25``: requests) or month (``2026-11``: tokens).
+
+    Kept in the database beside the ledger, so they are exact across any number of workers
+    and instances and survive restarts.
+    """
+
+    __tablename__ = "key_usage"
+
+    api_key_id: Mapped[int] = mapped_column(ForeignKey("api_keys.id", ondelete="CASCADE"),
+                                            primary_key=True)
+    period: Mapped[str] = mapped_column(String(10), primary_key=True)
+    requests: Mapped[int] = mapped_column(Integer, default=0)
+    tokens: Mapped[int] = mapped_column(BigInteger, default=0)

@@ -26,6 +26,7 @@ from pagegrid.keys import create_key
 from pagegrid.models import ApiKey
 from pagegrid.models import CatalogModel
 from pagegrid.models import Hold
+from pagegrid.models import KeyUsage
 from pagegrid.models import LedgerEntry
 from pagegrid.models import Upstream
 from pagegrid.models import User
@@ -99,7 +100,7 @@ def app(database_url: str, fake_upstream: FakeUpstream):
     })
     app.test_client_class = ReadingClient
     with app.app_context():
-        for table in (LedgerEntry, Hold, ApiKey, User, Upstream, CatalogModel):
+        for table in (LedgerEntry, Hold, KeyUsage, ApiKey, User, Upstream, CatalogModel):
             db.session.execute(delete(table))
         db.session.commit()
         seed_catalog()
@@ -141,6 +142,8 @@ class Wallets:
             return user.id
 
     def key(self, user_id: int, **options) -> str:
+        """A key for the user; a high RPM unless the test is about limits."""
+        options.setdefault("rpm", 10_000)
         with self.app.app_context():
             _, secret = create_key(db.session.get(User, user_id), **options)
             return secret

@@ -16,6 +16,8 @@ from pagegrid import billing
 from pagegrid.billing import Price
 from pagegrid.catalog import catalog
 from pagegrid.extensions import db
+from pagegrid.keys import hash_key
+from pagegrid.models import ApiKey
 from pagegrid.models import Hold
 from pagegrid.models import utcnow
 from pagegrid.translate.usage import Usage
@@ -68,10 +70,12 @@ def test_hold_covers_the_worst_case():
 
 def test_settlement_happens_exactly_once(app, wallets):
     user_id = wallets.user("1")
+    key_id = _key_id(app, wallets.key(user_id))
     with app.app_context():
         model = catalog().resolve("claude-haiku-4-5")
-        billing.admit(user_id, "req_once", 10_000_000)
-        kwargs = dict(request_id="req_once", user_id=user_id, api_key_id=None, model=model.id,
+        billing.reserve(user_id, "req_once", 10_000_000)
+        db.session.commit()
+        kwargs = dict(request_id="req_once", user_id=user_id, api_key_id=key_id, model=model.id,
                       usage=Usage(10, 10), price=model.price, status="complete",
                       started_at=utcnow())
         assert billing.settle(**kwargs) == 10 * 1000 + 10 * 5000
@@ -79,6 +83,11 @@ def test_settlement_happens_exactly_once(app, wallets):
         billing.release("req_once", user_id)
     assert len(wallets.charges(user_id)) == 1
     wallets.assert_consistent(user_id)
+
+
+def _key_id(app, secret: str) -> int:
+    with app.app_context():
+        return db.session.scalar(select(ApiKey.id).where(ApiKey.key_hash == hash_key(secret)))
 
 
 def test_cli_credit_and_balance_are_exact(runner, wallets):

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import threading
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import psycopg
@@ -31,31 +32,44 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def gunicorn(database_url, fake_server, tmp_path_factory):
+@contextmanager
+def start_gunicorn(database_url: str, fake_server, folder: Path, extra_env: dict | None = None):
+    """Serve the gateway as `make run` does; yield its URL; stop it afterwards."""
     port = _free_port()
-    env = {**os.environ, "PAGEGRID_DATABASE_URL": database_url, "PAGEGRID_BIND": f"127.0.0.1:{port}",
-           "PAGEGRID_ANTHROPIC_URL": fake_server.url, "PAGEGRID_ANTHROPIC_KEY": UPSTREAM_KEY,
-           "PAGEGRID_SECRET_KEY": "live-tests", "PAGEGRID_WORKERS": "1"}
-    log = open(tmp_path_factory.mktemp("gunicorn") / "gunicorn.log", "w+")
+    env = {key: value for key, value in os.environ.items() if not key.startswith("PAGEGRID_")}
+    env.update({"PAGEGRID_DATABASE_URL": database_url, "PAGEGRID_BIND": f"127.0.0.1:{port}",
+                "PAGEGRID_ANTHROPIC_URL": fake_server.url, "PAGEGRID_ANTHROPIC_KEY": UPSTREAM_KEY,
+                "PAGEGRID_SECRET_KEY": "live-tests", "PAGEGRID_WORKERS": "1", **(extra_env or {})})
+    log = open(folder / f"gunicorn-{port}.log", "w+")
     proc = subprocess.Popen([str(Path(sys.executable).parent / "gunicorn"), "-c", "gunicorn.conf.py",
                              "wsgi:app"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     try:
-        for _ in range(100):
+        for _ in range(150):
+            if proc.poll() is not None:
+                break
             try:
                 if requests.head(f"{url}/v1", timeout=1).status_code == 200:
                     break
             except requests.ConnectionError:
                 time.sleep(0.1)
         else:
+            proc.kill()
+        if proc.poll() is not None:
             log.seek(0)
-            pytest.fail("gunicorn did not start:\n" + log.read())
+            raise RuntimeError("gunicorn did not start:\n" + log.read())
         yield url
     finally:
-        proc.terminate()
-        proc.wait(10)
+        if proc.poll() is None:
+            proc.terminate()
+            proc.wait(15)
         log.close()
+
+
+@pytest.fixture(scope="module")
+def gunicorn(database_url, fake_server, tmp_path_factory):
+    with start_gunicorn(database_url, fake_server, tmp_path_factory.mktemp("gunicorn")) as url:
+        yield url
 
 
 def _event_times(url: str, key: str, body: dict = BODY) -> tuple[list[float], bytes]:

@@ -8,13 +8,12 @@ from flask import Response
 from flask import current_app
 from flask import g
 from flask import json
-from flask import request
 
+from pagegrid import limits
 from pagegrid.api import bp
 from pagegrid.api import relay
 from pagegrid.errors import InvalidRequest
 from pagegrid.errors import UpstreamError
-from pagegrid.keys import authenticate
 from pagegrid.translate.usage import usage_from_anthropic
 
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
@@ -26,9 +25,10 @@ def _serves_messages(provider: str) -> bool:
 
 @bp.post("/messages")
 @bp.post("/v1/messages")
+@limits.model_calls
 def messages() -> Response:
     """Create a message, streaming or not, and charge the wallet for its usage."""
-    key = authenticate(request.headers)
+    key = limits.current_key()
     body, raw = relay.read_json_body()
     relay.require(body, "model", str)
     relay.require(body, "max_tokens", int, positive=True)
@@ -66,9 +66,10 @@ def messages() -> Response:
 
 @bp.post("/messages/count_tokens")
 @bp.post("/v1/messages/count_tokens")
+@limits.token_counting
 def count_tokens() -> Response:
     """Count a request's input tokens upstream; free, and outside the key's request budget."""
-    key = authenticate(request.headers)
+    key = limits.current_key()
     body, raw = relay.read_json_body()
     relay.require(body, "model", str)
     relay.require(body, "messages", list)

@@ -20,6 +20,7 @@ from flask import request
 from sqlalchemy import select
 
 from pagegrid import billing
+from pagegrid import limits
 from pagegrid.catalog import ModelEntry
 from pagegrid.catalog import catalog
 from pagegrid.errors import GatewayError
@@ -113,10 +114,17 @@ def upstream_target(provider: str) -> UpstreamTarget:
 
 def admit(key: KeyContext, model: ModelEntry, request_id: str, body_bytes: int,
           max_tokens: int) -> Admitted:
-    """Reserve the request's worst-case cost in the wallet (402 if it cannot be covered)."""
+    """Hold the request's worst-case cost (402) and count it against the key's quotas (429)."""
     hold = billing.hold_nanos(body_bytes, max_tokens, model.max_output, model.price)
-    billing.admit(key.user_id, request_id, hold)
-    return Admitted(request_id, key.user_id, key.key_id, model, utcnow())
+    started = utcnow()
+    try:
+        billing.reserve(key.user_id, request_id, hold)
+        limits.admit_request(key, started)
+    except GatewayError:
+        db.session.rollback()
+        raise
+    db.session.commit()
+    return Admitted(request_id, key.user_id, key.key_id, model, started)
 
 
 def release(admitted: Admitted) -> None:
