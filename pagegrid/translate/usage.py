@@ -94,3 +94,52 @@ class AnthropicUsageMeter:
         u = self.usage
         return Usage(u.input_tokens, max(u.output_tokens, seen), u.cache_creation_input_tokens,
                      u.cache_creation_1h_input_tokens, u.cache_read_input_tokens)
+
+
+def _details(usage: dict, field: str) -> dict:
+    value = usage.get(field)
+    return value if isinstance(value, dict) else {}
+
+
+def usage_from_openai_chat(usage: dict | None) -> Usage:
+    """Read Chat Completions usage: ``prompt_tokens`` include the cached part, billed as reads."""
+    usage = usage or {}
+    cached = _int(_details(usage, "prompt_tokens_details").get("cached_tokens"))
+    prompt = _int(usage.get("prompt_tokens"))
+    return Usage(input_tokens=max(0, prompt - cached), output_tokens=_int(usage.get("completion_tokens")),
+                 cache_read_input_tokens=min(cached, prompt))
+
+
+def usage_from_openai_responses(usage: dict | None) -> Usage:
+    """Read Responses API usage: ``input_tokens`` include the cached part, billed as reads."""
+    usage = usage or {}
+    cached = _int(_details(usage, "input_tokens_details").get("cached_tokens"))
+    prompt = _int(usage.get("input_tokens"))
+    return Usage(input_tokens=max(0, prompt - cached), output_tokens=_int(usage.get("output_tokens")),
+                 cache_read_input_tokens=min(cached, prompt))
+
+
+def usage_to_openai_chat(usage: Usage) -> dict:
+    """Usage in Chat Completions terms: prompt tokens count cache writes and reads too."""
+    prompt = usage.input_tokens + usage.cache_creation_input_tokens + usage.cache_read_input_tokens
+    return {"prompt_tokens": prompt, "completion_tokens": usage.output_tokens,
+            "total_tokens": prompt + usage.output_tokens,
+            "prompt_tokens_details": {"cached_tokens": usage.cache_read_input_tokens},
+            "completion_tokens_details": {"reasoning_tokens": 0}}
+
+
+def usage_to_openai_responses(usage: Usage) -> dict:
+    """Usage in Responses API terms."""
+    prompt = usage.input_tokens + usage.cache_creation_input_tokens + usage.cache_read_input_tokens
+    return {"input_tokens": prompt,
+            "input_tokens_details": {"cached_tokens": usage.cache_read_input_tokens},
+            "output_tokens": usage.output_tokens,
+            "output_tokens_details": {"reasoning_tokens": 0},
+            "total_tokens": prompt + usage.output_tokens}
+
+
+def usage_to_anthropic(usage: Usage) -> dict:
+    """Usage in Messages API terms."""
+    return {"input_tokens": usage.input_tokens, "output_tokens": usage.output_tokens,
+            "cache_creation_input_tokens": usage.cache_creation_input_tokens,
+            "cache_read_input_tokens": usage.cache_read_input_tokens}
