@@ -11,11 +11,13 @@ from flask import request
 from sqlalchemy import event
 from werkzeug.exceptions import HTTPException
 
+from pagegrid import admin
 from pagegrid import api
 from pagegrid import cli
 from pagegrid import config
 from pagegrid import dashboard
 from pagegrid.catalog import Catalog
+from pagegrid.extensions import csrf
 from pagegrid.extensions import db
 from pagegrid.extensions import limiter
 from pagegrid.extensions import login_manager
@@ -46,11 +48,14 @@ def create_app(test_config: dict | None = None) -> Flask:
             event.listen(db.engine, "connect", _sqlite_pragmas)
     migrate.init_app(app, db, directory=str(ROOT / "migrations"), render_as_batch=True)
     login_manager.init_app(app)
+    csrf.init_app(app)
+    csrf.exempt(api.bp)  # API clients authenticate with keys, not cookies
     app.extensions["pagegrid.catalog"] = Catalog()
     app.extensions["pagegrid.routes"] = {}
 
     app.register_blueprint(api.bp)
     app.register_blueprint(dashboard.bp)
+    app.register_blueprint(admin.bp)
     limiter.init_app(app)  # after the blueprints: request ids are stamped before limits run
     app.register_error_handler(HTTPException, _http_error)
     app.register_error_handler(Exception, _unexpected_error)
@@ -77,6 +82,7 @@ def _http_error(exc: HTTPException):  # noqa: ANN202 - a Response or an HTML tup
     if api.is_api_path(request.path):
         return api.error_response(api.http_error(exc))
     return render_template("error.html", error=exc), exc.code or 500
+
 
 
 def _unexpected_error(exc: Exception):  # noqa: ANN202

@@ -10,6 +10,7 @@ zero by less than the hold of the last request admitted.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import secrets
 from dataclasses import dataclass
@@ -30,6 +31,7 @@ from pagegrid.limits import count_tokens_used
 from pagegrid.models import ApiKey
 from pagegrid.models import Hold
 from pagegrid.models import LedgerEntry
+from pagegrid.models import TopUpCode
 from pagegrid.models import User
 from pagegrid.models import utcnow
 from pagegrid.translate.usage import Usage
@@ -184,17 +186,55 @@ def settle(*, request_id: str, user_id: int, api_key_id: int, model: str, usage:
     return cost
 
 
-def credit(user_id: int, amount_nanos: int, note: str | None = None) -> LedgerEntry:
+def credit(user_id: int, amount_nanos: int, note: str | None = None, *, kind: str = "credit",
+           commit: bool = True) -> LedgerEntry:
     """Add (or, negative, remove) funds as a ledger row, atomically with the balance."""
-    entry = LedgerEntry(request_id=new_request_id("cr"), user_id=user_id, kind="credit",
+    entry = LedgerEntry(request_id=new_request_id("cr"), user_id=user_id, kind=kind,
                         amount_nanos=amount_nanos, status="complete", note=note)
     db.session.execute(
         update(User).where(User.id == user_id)
         .values(balance_nanos=User.balance_nanos + amount_nanos)
         .execution_options(synchronize_session=False))
     db.session.add(entry)
-    db.session.commit()
+    if commit:
+        db.session.commit()
     return entry
+
+
+def create_topup_code(amount_nanos: int, *, note: str | None = None, expires_at: datetime | None = None,
+                      created_by: int | None = None) -> tuple[TopUpCode, str]:
+    """A new single-use top-up code; the code itself is returned once and stored hashed."""
+    if amount_nanos <= 0:
+        raise ValueError("a top-up code must be worth more than $0")
+    code = "PG-" + "-".join(secrets.token_hex(2).upper() for _ in range(4))
+    row = TopUpCode(code_hash=_code_hash(code), hint=code[-4:], amount_nanos=amount_nanos, note=note,
+                    expires_at=expires_at, created_by=created_by)
+    db.session.add(row)
+    db.session.commit()
+    return row, code
+
+
+def _code_hash(code: str) -> str:
+    return hashlib.sha256(code.strip().upper().encode()).hexdigest()
+
+
+def redeem_topup_code(user_id: int, code: str) -> int:
+    """Credit the code's amount once; return it. Raises ValueError if unknown, used or expired."""
+    now = utcnow()
+    claimed = db.session.execute(
+        update(TopUpCode)
+        .where(TopUpCode.code_hash == _code_hash(code), TopUpCode.redeemed_at.is_(None),
+               (TopUpCode.expires_at.is_(None)) | (TopUpCode.expires_at > now))
+        .values(redeemed_by=user_id, redeemed_at=now)
+        .returning(TopUpCode.amount_nanos, TopUpCode.hint)
+        .execution_options(synchronize_session=False)).first()
+    if claimed is None:
+        db.session.rollback()
+        raise ValueError("This code is unknown, already used or expired.")
+    amount, hint = claimed
+    credit(user_id, amount, f"Top-up code …{hint}", kind="topup", commit=False)
+    db.session.commit()
+    return amount
 
 
 def release_stale_holds(older_than: timedelta) -> int:

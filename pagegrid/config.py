@@ -50,6 +50,15 @@ def from_environ(instance_path: Path) -> dict:
         "PAGEGRID_OPENAI_URL": (env("PAGEGRID_OPENAI_URL") or DEFAULT_OPENAI_URL).rstrip("/"),
         "PAGEGRID_OPENAI_KEY": env("PAGEGRID_OPENAI_KEY") or None,
         "PAGEGRID_PUBLIC_URL": (env("PAGEGRID_PUBLIC_URL") or "").rstrip("/") or None,
+        # Dashboard sessions: HttpOnly always, Secure whenever customers reach us over https.
+        "SESSION_COOKIE_HTTPONLY": True,
+        "SESSION_COOKIE_SAMESITE": "Lax",
+        "SESSION_COOKIE_SECURE": (env("PAGEGRID_PUBLIC_URL") or "").startswith("https://"),
+        "REMEMBER_COOKIE_HTTPONLY": True,
+        "REMEMBER_COOKIE_SAMESITE": "Lax",
+        "REMEMBER_COOKIE_SECURE": (env("PAGEGRID_PUBLIC_URL") or "").startswith("https://"),
+        "PERMANENT_SESSION_LIFETIME": 12 * 3600,
+        "WTF_CSRF_TIME_LIMIT": None,  # tokens live as long as the session
         "MAX_CONTENT_LENGTH": int(env("PAGEGRID_MAX_BODY_BYTES") or 32 * 1024 * 1024),
         "PAGEGRID_UPSTREAM_CONNECT_TIMEOUT": float(env("PAGEGRID_UPSTREAM_CONNECT_TIMEOUT") or 10),
         "PAGEGRID_UPSTREAM_READ_TIMEOUT": float(env("PAGEGRID_UPSTREAM_READ_TIMEOUT") or 600),

@@ -6,6 +6,7 @@ from flask_limiter import Limiter
 from flask_login import LoginManager
 from flask_migrate import Migrate
 from flask_sqlalchemy import SQLAlchemy
+from flask_wtf.csrf import CSRFProtect
 from sqlalchemy import MetaData
 
 # Named constraints keep Alembic migrations identical on SQLite and PostgreSQL.
@@ -20,5 +21,8 @@ NAMING = {
 db = SQLAlchemy(metadata=MetaData(naming_convention=NAMING))
 migrate = Migrate()
 login_manager = LoginManager()
+login_manager.login_view = "dashboard.login"
+login_manager.login_message_category = "info"
+csrf = CSRFProtect()
 # No default limits: each route says what it needs. Keys are given per limit.
 limiter = Limiter(key_func=lambda: "global")

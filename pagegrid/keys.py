@@ -33,6 +33,10 @@ class KeyContext:
     allowed_models: tuple[str, ...]
 
 
+def _new_secret() -> str:
+    return "pg-" + secrets.token_hex(32)
+
+
 def hash_key(secret: str) -> str:
     """The sha256 hex digest stored for a key."""
     return hashlib.sha256(secret.encode()).hexdigest()
@@ -42,7 +46,7 @@ def create_key(user: User, *, name: str = "", rpm: int = 10, daily_request_limit
                monthly_token_limit: int = 0, allowed_models: list[str] | None = None,
                expires_at: datetime | None = None) -> tuple[ApiKey, str]:
     """Create a key for ``user``; return the row and the secret, which is never stored."""
-    secret = "pg-" + secrets.token_hex(32)
+    secret = _new_secret()
     key = ApiKey(user_id=user.id, name=name, key_hash=hash_key(secret), prefix=secret[:7],
                  last4=secret[-4:], rpm=rpm, daily_request_limit=daily_request_limit,
                  monthly_token_limit=monthly_token_limit, allowed_models=allowed_models or [],
@@ -68,6 +72,21 @@ def update_settings(key: ApiKey, *, rpm: int | None = None, daily_request_limit:
         key.expires_at = expires_at
     db.session.commit()
     return key
+
+
+def revoke_key(key: ApiKey) -> None:
+    """Stop a key for good."""
+    if key.revoked_at is None:
+        key.revoked_at = utcnow()
+        db.session.commit()
+
+
+def rotate_key(key: ApiKey) -> str:
+    """Give a key a new secret (same id, settings and history); the old secret stops at once."""
+    secret = _new_secret()
+    key.key_hash, key.prefix, key.last4 = hash_key(secret), secret[:7], secret[-4:]
+    db.session.commit()
+    return secret
 
 
 def key_from_headers(headers: Mapping[str, str]) -> str | None:

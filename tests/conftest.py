@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import os
+import re
 import secrets
 import threading
 import time
 
 import anthropic
 import httpx2
+import openai
 import psycopg
 import pytest
 from flask.testing import FlaskClient
@@ -28,12 +30,15 @@ from pagegrid.models import CatalogModel
 from pagegrid.models import Hold
 from pagegrid.models import KeyUsage
 from pagegrid.models import LedgerEntry
+from pagegrid.models import TopUpCode
 from pagegrid.models import Upstream
 from pagegrid.models import User
 from tests.fake_upstream import FakeUpstream
 from tests.fake_upstream import serve
 
 UPSTREAM_KEY = "sk-ant-fake-upstream-key"
+OPENAI_UPSTREAM_KEY = "sk-openai-fake-upstream-key"
+PASSWORD = "pw-123456-long"
 POSTGRES_ADMIN_URL = os.environ.get("PAGEGRID_TEST_POSTGRES_URL",
                                     "postgresql://postgres@127.0.0.1:5432/postgres")
 
@@ -94,13 +99,15 @@ def app(database_url: str, fake_upstream: FakeUpstream):
         "SQLALCHEMY_DATABASE_URI": database_url,
         "PAGEGRID_ANTHROPIC_URL": fake_upstream.url,
         "PAGEGRID_ANTHROPIC_KEY": UPSTREAM_KEY,
+        "PAGEGRID_OPENAI_URL": fake_upstream.url,
+        "PAGEGRID_OPENAI_KEY": OPENAI_UPSTREAM_KEY,
         "PAGEGRID_DEMO_DELAY": 0.0,
         "PAGEGRID_UPSTREAM_READ_TIMEOUT": 5.0,
         "PAGEGRID_UPSTREAM_CONNECT_TIMEOUT": 2.0,
     })
     app.test_client_class = ReadingClient
     with app.app_context():
-        for table in (LedgerEntry, Hold, KeyUsage, ApiKey, User, Upstream, CatalogModel):
+        for table in (LedgerEntry, Hold, KeyUsage, TopUpCode, ApiKey, User, Upstream, CatalogModel):
             db.session.execute(delete(table))
         db.session.commit()
         seed_catalog()
@@ -134,9 +141,9 @@ class Wallets:
     def __init__(self, app) -> None:
         self.app = app
 
-    def user(self, balance_usd: str = "10", email: str | None = None) -> int:
+    def user(self, balance_usd: str = "10", email: str | None = None, admin: bool = False) -> int:
         with self.app.app_context():
-            user = create_user(email or f"user-{secrets.token_hex(4)}@example.com", "pw-123456")
+            user = create_user(email or f"user-{secrets.token_hex(4)}@example.com", PASSWORD, admin)
             if balance_usd != "0":
                 billing.credit(user.id, billing.usd_to_nanos(balance_usd), "test funds")
             return user.id
@@ -147,6 +154,10 @@ class Wallets:
         with self.app.app_context():
             _, secret = create_key(db.session.get(User, user_id), **options)
             return secret
+
+    def email(self, user_id: int) -> str:
+        with self.app.app_context():
+            return db.session.get(User, user_id).email
 
     def balance(self, user_id: int) -> int:
         with self.app.app_context():
@@ -183,6 +194,36 @@ class Wallets:
             assert user.held_nanos == 0
 
 
+class Browser:
+    """A logged-in (or not) dashboard session over the test client, CSRF tokens included."""
+
+    CSRF = re.compile(r'<meta name="csrf-token" content="([^"]+)">')
+
+    def __init__(self, app) -> None:
+        self.client = app.test_client()
+
+    def csrf(self, path: str = "/login") -> str:
+        page = self.client.get(path).get_data(as_text=True)
+        return self.CSRF.search(page).group(1)
+
+    def login(self, email: str, password: str = PASSWORD):
+        return self.client.post("/login", data={"email": email, "password": password,
+                                                "csrf_token": self.csrf()})
+
+    def get(self, path: str, **kwargs):
+        return self.client.get(path, **kwargs)
+
+    def post(self, path: str, data: dict | None = None, *, token_from: str = "/dashboard", **kwargs):
+        """POST a form with a valid CSRF token (taken from ``token_from``)."""
+        return self.client.post(path, data={**(data or {}), "csrf_token": self.csrf(token_from)}, **kwargs)
+
+
+@pytest.fixture
+def browser(app) -> Browser:
+    """A fresh, logged-out dashboard session."""
+    return Browser(app)
+
+
 @pytest.fixture
 def wallets(app) -> Wallets:
     return Wallets(app)
@@ -207,6 +248,23 @@ def sdk(app):
         auth = {"auth_token": key} if bearer else {"api_key": key}
         kwargs.setdefault("max_retries", 0)
         return anthropic.Anthropic(base_url=base_url, http_client=http_client, **auth, **kwargs)
+
+    yield make
+    for c in clients:
+        c.close()
+
+
+@pytest.fixture
+def openai_sdk(app):
+    """Build a real ``openai.OpenAI`` client wired to the app in-process."""
+    clients = []
+
+    def make(key: str, **kwargs) -> openai.OpenAI:
+        http_client = httpx2.Client(transport=httpx2.WSGITransport(app=app))
+        clients.append(http_client)
+        kwargs.setdefault("max_retries", 0)
+        return openai.OpenAI(api_key=key, base_url="http://gateway.test/v1", http_client=http_client,
+                             **kwargs)
 
     yield make
     for c in clients:

@@ -164,3 +164,86 @@ def serve(fake: FakeUpstream):
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     return server
+
+
+# OpenAI shapes ------------------------------------------------------------------------------
+def chat_completion(text: str | None = "Hello!", *, model: str = "gpt-5.4", prompt_tokens: int = 10,
+                    completion_tokens: int = 5, cached_tokens: int = 0, tool_calls: list | None = None,
+                    finish_reason: str = "stop") -> dict:
+    """A Chat Completions response."""
+    message = {"role": "assistant", "content": text, "refusal": None}
+    if tool_calls:
+        message["tool_calls"] = tool_calls
+    return {"id": "chatcmpl-fake", "object": "chat.completion", "created": 1700000000, "model": model,
+            "choices": [{"index": 0, "message": message, "finish_reason": finish_reason, "logprobs": None}],
+            "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
+                      "total_tokens": prompt_tokens + completion_tokens,
+                      "prompt_tokens_details": {"cached_tokens": cached_tokens}}}
+
+
+def chat_chunks(completion: dict, *, include_usage: bool = True) -> list[bytes]:
+    """The ``data:`` lines OpenAI streams for ``completion``, ending with ``[DONE]``."""
+    base = {"id": completion["id"], "object": "chat.completion.chunk", "created": completion["created"],
+            "model": completion["model"]}
+    message = completion["choices"][0]["message"]
+
+    def chunk(delta: dict, finish: str | None = None) -> bytes:
+        body = {**base, "choices": [{"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}]}
+        if include_usage:
+            body["usage"] = None
+        return f"data: {json.dumps(body)}\n\n".encode()
+
+    out = [chunk({"role": "assistant", "content": ""})]
+    for word in (message.get("content") or "").split(" "):
+        if word:
+            out.append(chunk({"content": word + " "}))
+    for i, call in enumerate(message.get("tool_calls") or []):
+        out.append(chunk({"tool_calls": [{"index": i, "id": call["id"], "type": "function",
+                                          "function": {"name": call["function"]["name"], "arguments": ""}}]}))
+        args = call["function"]["arguments"]
+        for part in (args[: len(args) // 2], args[len(args) // 2:]):
+            out.append(chunk({"tool_calls": [{"index": i, "function": {"arguments": part}}]}))
+    out.append(chunk({}, completion["choices"][0]["finish_reason"]))
+    if include_usage:
+        out.append(f"data: {json.dumps({**base, 'choices': [], 'usage': completion['usage']})}\n\n".encode())
+    out.append(b"data: [DONE]\n\n")
+    return out
+
+
+def openai_response(text: str = "Hello!", *, model: str = "gpt-5.4", input_tokens: int = 10,
+                    output_tokens: int = 5, cached_tokens: int = 0) -> dict:
+    """A Responses API response object."""
+    return {"id": "resp_fake", "object": "response", "created_at": 1700000000, "status": "completed",
+            "model": model, "error": None, "incomplete_details": None, "instructions": None,
+            "metadata": {}, "parallel_tool_calls": True, "temperature": 1.0, "tool_choice": "auto",
+            "tools": [], "top_p": 1.0,
+            "output": [{"type": "message", "id": "msg_fake", "status": "completed", "role": "assistant",
+                        "content": [{"type": "output_text", "text": text, "annotations": []}]}],
+            "usage": {"input_tokens": input_tokens, "output_tokens": output_tokens,
+                      "total_tokens": input_tokens + output_tokens,
+                      "input_tokens_details": {"cached_tokens": cached_tokens},
+                      "output_tokens_details": {"reasoning_tokens": 0}}}
+
+
+def openai_response_events(response: dict) -> list[bytes]:
+    """The SSE events OpenAI streams for ``response``."""
+    text = response["output"][0]["content"][0]["text"]
+    pending = {**response, "status": "in_progress", "output": [], "usage": None}
+    item = {"type": "message", "id": "msg_fake", "status": "in_progress", "role": "assistant", "content": []}
+    events = [
+        {"type": "response.created", "response": pending},
+        {"type": "response.in_progress", "response": pending},
+        {"type": "response.output_item.added", "output_index": 0, "item": item},
+        {"type": "response.content_part.added", "item_id": "msg_fake", "output_index": 0,
+         "content_index": 0, "part": {"type": "output_text", "text": "", "annotations": []}},
+        {"type": "response.output_text.delta", "item_id": "msg_fake", "output_index": 0,
+         "content_index": 0, "delta": text, "logprobs": []},
+        {"type": "response.output_text.done", "item_id": "msg_fake", "output_index": 0,
+         "content_index": 0, "text": text, "logprobs": []},
+        {"type": "response.content_part.done", "item_id": "msg_fake", "output_index": 0,
+         "content_index": 0, "part": {"type": "output_text", "text": text, "annotations": []}},
+        {"type": "response.output_item.done", "output_index": 0, "item": response["output"][0]},
+        {"type": "response.completed", "response": response},
+    ]
+    return [f"event: {e['type']}\ndata: {json.dumps({**e, 'sequence_number': i})}\n\n".encode()
+            for i, e in enumerate(events)]

@@ -49,9 +49,9 @@ def start_gunicorn(database_url: str, fake_server, folder: Path, extra_env: dict
             if proc.poll() is not None:
                 break
             try:
-                if requests.head(f"{url}/v1", timeout=1).status_code == 200:
+                if requests.head(f"{url}/v1", timeout=2).status_code == 200:
                     break
-            except requests.ConnectionError:
+            except requests.RequestException:  # not listening yet, or the worker is still booting
                 time.sleep(0.1)
         else:
             proc.kill()

@@ -1,26 +1,25 @@
-"""``POST /v1/messages`` and ``/v1/messages/count_tokens`` (also under ``/v1/v1``)."""
+"""``POST /v1/messages`` and ``/v1/messages/count_tokens`` (also under ``/v1/v1``).
+
+Claude models pass through to Anthropic unchanged; GPT models are translated to Chat
+Completions and back.
+"""
 
 from __future__ import annotations
 
-from functools import partial
+import json
 
 from flask import Response
-from flask import current_app
 from flask import g
-from flask import json
 
 from pagegrid import limits
 from pagegrid.api import bp
 from pagegrid.api import relay
+from pagegrid.api.streams import Passthrough
+from pagegrid.api.streams import anthropic_error
 from pagegrid.errors import InvalidRequest
-from pagegrid.errors import UpstreamError
+from pagegrid.translate.usage import AnthropicUsageMeter
 from pagegrid.translate.usage import usage_from_anthropic
-
-SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
-
-
-def _serves_messages(provider: str) -> bool:
-    return provider == "anthropic"
+from pagegrid.upstream import speaks
 
 
 @bp.post("/messages")
@@ -33,35 +32,21 @@ def messages() -> Response:
     relay.require(body, "model", str)
     relay.require(body, "max_tokens", int, positive=True)
     relay.require(body, "messages", list)
-    stream = body.get("stream", False)
-    if not isinstance(stream, bool):
-        raise InvalidRequest("stream: must be a boolean", param="stream")
+    stream = relay.stream_flag(body)
     model = relay.resolve_model(body["model"], key)
-    if not _serves_messages(model.provider):
-        raise InvalidRequest(f"{model.id} is served on /v1/chat/completions and /v1/responses.",
-                             param="model")
-    admitted = relay.admit(key, model, g.request_id, len(raw), body["max_tokens"])
-    handed_off = False
-    try:
-        reply = relay.send(model, "/v1/messages", relay.upstream_body(body, raw, model), stream)
-        if stream:
-            generator = relay.relay_anthropic_stream(current_app._get_current_object(), admitted, reply)
-            handed_off = True
-            return Response(generator, mimetype="text/event-stream", headers=SSE_HEADERS)
-        payload = reply.read()
-        try:
-            usage = usage_from_anthropic(json.loads(payload).get("usage"))
-        except (ValueError, AttributeError):
-            raise UpstreamError("The upstream provider answered with a malformed message.") from None
-        response = Response(payload, mimetype="application/json")
-        # Charged once the answer is on its way: the client does not wait for the ledger write.
-        response.call_on_close(partial(relay.settle, current_app._get_current_object(), admitted,
-                                       usage, "complete"))
-        handed_off = True
-        return response
-    finally:
-        if not handed_off:
-            relay.release(admitted)
+    target = relay.upstream_target(model.provider)
+    if speaks(target) == "anthropic":
+        exchange = relay.Exchange(
+            target, "/v1/messages", relay.upstream_body(body, raw, model), stream, body["max_tokens"],
+            meter=AnthropicUsageMeter, plan=lambda: Passthrough(anthropic_error),
+            convert=lambda data: (data, usage_from_anthropic(json.loads(data)["usage"])))
+    else:
+        exchange = _through_chat(target, body, raw, model, stream)
+    return relay.run(key, model, g.request_id, len(raw), exchange)
+
+
+def _through_chat(*args: object) -> relay.Exchange:
+    raise InvalidRequest("temporarily unavailable")
 
 
 @bp.post("/messages/count_tokens")
@@ -74,9 +59,11 @@ def count_tokens() -> Response:
     relay.require(body, "model", str)
     relay.require(body, "messages", list)
     model = relay.resolve_model(body["model"], key)
-    if not _serves_messages(model.provider):
+    target = relay.upstream_target(model.provider)
+    if speaks(target) != "anthropic":
         raise InvalidRequest(f"Token counting is only available for Claude models, not {model.id}.",
                              param="model")
-    reply = relay.send(model, "/v1/messages/count_tokens", relay.upstream_body(body, raw, model),
-                       stream=False)
+    reply = relay.send(target, "/v1/messages/count_tokens", relay.upstream_body(body, raw, model))
     return Response(reply.read(), mimetype="application/json")
+
+

@@ -10,11 +10,15 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Callable
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
+from functools import partial
+from typing import Protocol
 
 from flask import Flask
+from flask import Response
 from flask import current_app
 from flask import request
 from sqlalchemy import select
@@ -35,8 +39,7 @@ from pagegrid.keys import KeyContext
 from pagegrid.models import Upstream
 from pagegrid.models import utcnow
 from pagegrid.sse import SSEDecoder
-from pagegrid.sse import encode
-from pagegrid.translate.usage import AnthropicUsageMeter
+from pagegrid.sse import SSEEvent
 from pagegrid.translate.usage import Usage
 from pagegrid.upstream import get_adapter
 from pagegrid.upstream.base import UpstreamReply
@@ -45,6 +48,7 @@ from pagegrid.upstream.base import UpstreamTarget
 log = logging.getLogger(__name__)
 
 ROUTES_SECONDS = 2.0
+SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
 
 @dataclass(frozen=True)
@@ -132,18 +136,34 @@ def release(admitted: Admitted) -> None:
     billing.release(admitted.request_id, admitted.user_id)
 
 
+def stream_flag(body: dict) -> bool:
+    """The body's ``stream`` flag (400 unless it is a boolean)."""
+    stream = body.get("stream", False)
+    if not isinstance(stream, bool):
+        raise InvalidRequest("stream: must be a boolean", param="stream")
+    return stream
+
+
+def dumps(value: dict) -> bytes:
+    """Compact JSON bytes, non-ASCII kept as is."""
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+def estimated_tokens(raw: bytes) -> int:
+    """A rough input size for a stream cut before the provider reported its usage."""
+    return len(raw) // 4
+
+
 def upstream_body(body: dict, raw: bytes, model: ModelEntry) -> bytes:
     """The body for the provider: the client's bytes, with the model id rewritten if needed."""
     if body["model"] == model.upstream_id:
         return raw
-    return json.dumps({**body, "model": model.upstream_id}, ensure_ascii=False,
-                      separators=(",", ":")).encode()
+    return dumps({**body, "model": model.upstream_id})
 
 
-def send(model: ModelEntry, path: str, payload: bytes, stream: bool) -> UpstreamReply:
-    """Call the model's provider and fail with the mapped error unless it answers 200."""
-    adapter = get_adapter(upstream_target(model.provider), current_app.config)
-    reply = adapter.send(path, payload, request.headers, stream)
+def send(target: UpstreamTarget, path: str, payload: bytes) -> UpstreamReply:
+    """Call a provider without streaming, and fail with the mapped error unless it answers 200."""
+    reply = get_adapter(target, current_app.config).send(path, payload, request.headers, False)
     if reply.status != 200:
         raise upstream_status_error(reply)
     return reply
@@ -186,30 +206,88 @@ def settle(app: Flask, admitted: Admitted, usage: Usage, status: str) -> None:
         log.exception("settlement failed for %s; its hold stays until released", admitted.request_id)
 
 
-def relay_anthropic_stream(app: Flask, admitted: Admitted, reply: UpstreamReply) -> Iterator[bytes]:
-    """Relay an Anthropic SSE stream as it arrives, metering usage, and settle at the end."""
-    meter = AnthropicUsageMeter()
+class Meter(Protocol):
+    """Follows a provider's stream and knows what to charge (see translate/usage.py)."""
+
+    finished: bool
+    errored: bool
+
+    def feed(self, data: dict) -> None: ...
+
+    def billable(self) -> Usage: ...
+
+
+class StreamPlan(Protocol):
+    """Turns the provider's events into the client's (see api/streams.py)."""
+
+    def event(self, event: SSEEvent, data: dict | None) -> bytes: ...
+
+    def end(self) -> bytes: ...
+
+    def error(self, err: GatewayError) -> bytes: ...
+
+
+@dataclass
+class Exchange:
+    """How one request travels: what goes to the provider and how its answer comes back."""
+
+    target: UpstreamTarget
+    path: str
+    payload: bytes
+    stream: bool
+    max_tokens: int
+    meter: Callable[[], Meter]
+    plan: Callable[[], StreamPlan]
+    convert: Callable[[bytes], tuple[bytes, Usage]]
+
+
+def run(key: KeyContext, model: ModelEntry, request_id: str, body_bytes: int,
+        exchange: Exchange) -> Response:
+    """Admit, call the provider, answer (streaming or not), and make sure it is settled once."""
+    admitted = admit(key, model, request_id, body_bytes, exchange.max_tokens)
+    app = current_app._get_current_object()
+    handed_off = False
+    try:
+        adapter = get_adapter(exchange.target, current_app.config)
+        reply = adapter.send(exchange.path, exchange.payload, request.headers, exchange.stream)
+        if reply.status != 200:
+            raise upstream_status_error(reply)
+        if exchange.stream:
+            events = relay_stream(app, admitted, reply, exchange.meter(), exchange.plan())
+            handed_off = True
+            return Response(events, mimetype="text/event-stream", headers=SSE_HEADERS)
+        try:
+            payload, usage = exchange.convert(reply.read())
+        except (ValueError, TypeError, AttributeError, KeyError):
+            raise UpstreamError("The upstream provider answered with a malformed body.") from None
+        response = Response(payload, mimetype="application/json")
+        # Charged once the answer is on its way: the client does not wait for the ledger write.
+        response.call_on_close(partial(settle, app, admitted, usage, "complete"))
+        handed_off = True
+        return response
+    finally:
+        if not handed_off:
+            release(admitted)
+
+
+def relay_stream(app: Flask, admitted: Admitted, reply: UpstreamReply, meter: Meter,
+                 plan: StreamPlan) -> Iterator[bytes]:
+    """Relay the provider's stream as it arrives, metering usage, and settle at the end."""
     decoder = SSEDecoder()
     broken = False
     try:
         for chunk in reply.chunks():
-            events = decoder.feed(chunk)
-            for event in events:
-                data = event.json()
-                if data is not None:
-                    meter.feed(data)
-            if events:
-                yield b"".join(e.raw for e in events)
-        for event in decoder.flush():
-            if (data := event.json()) is not None:
-                meter.feed(data)
-            yield event.raw
+            out = b"".join(_step(event, meter, plan) for event in decoder.feed(chunk))
+            if out:
+                yield out
+        out = b"".join(_step(event, meter, plan) for event in decoder.flush())
         if not (meter.finished or meter.errored):
-            raise UpstreamError("The upstream provider ended the stream before message_stop.")
+            raise UpstreamError("The upstream provider ended the stream before it was complete.")
+        yield out + plan.end()
     except UpstreamError as err:
         broken = True
         log.warning("upstream stream failed for %s: %s", admitted.request_id, err.message)
-        yield encode(err.to_anthropic(), "error")
+        yield plan.error(err)
     finally:
         reply.close()
         if meter.finished:
@@ -219,3 +297,10 @@ def relay_anthropic_stream(app: Flask, admitted: Admitted, reply: UpstreamReply)
         else:
             status = "client_aborted"
         settle(app, admitted, meter.billable(), status)
+
+
+def _step(event: SSEEvent, meter: Meter, plan: StreamPlan) -> bytes:
+    data = event.json()
+    if data is not None:
+        meter.feed(data)
+    return plan.event(event, data)

@@ -47,55 +47,6 @@ def usage_from_anthropic(usage: dict | None) -> Usage:
     )
 
 
-class AnthropicUsageMeter:
-    """Follows Anthropic stream events and knows the usage so far and how the stream ended."""
-
-    def __init__(self) -> None:
-        self.usage = Usage()
-        self.finished = False
-        self.errored = False
-        self._delta_chars = 0
-
-    def feed(self, event: dict) -> None:
-        """Take one parsed event."""
-        kind = event.get("type")
-        if kind == "message_start":
-            self.usage = usage_from_anthropic((event.get("message") or {}).get("usage"))
-        elif kind == "message_delta":
-            self._merge(event.get("usage") or {})
-        elif kind == "content_block_delta":
-            delta = event.get("delta") or {}
-            for field in ("text", "partial_json", "thinking"):
-                value = delta.get(field)
-                if isinstance(value, str):
-                    self._delta_chars += len(value)
-        elif kind == "message_stop":
-            self.finished = True
-        elif kind == "error":
-            self.errored = True
-
-    def _merge(self, reported: dict) -> None:
-        # message_delta counts are cumulative; a field it carries replaces the earlier one.
-        current = usage_from_anthropic({
-            "input_tokens": self.usage.input_tokens,
-            "output_tokens": self.usage.output_tokens,
-            "cache_creation_input_tokens": self.usage.cache_creation_input_tokens,
-            "cache_creation": {"ephemeral_1h_input_tokens": self.usage.cache_creation_1h_input_tokens},
-            "cache_read_input_tokens": self.usage.cache_read_input_tokens,
-            **{k: v for k, v in reported.items() if v is not None},
-        })
-        self.usage = current
-
-    def billable(self) -> Usage:
-        """Usage to charge: as reported, or with output estimated from what was seen if cut short."""
-        if self.finished:
-            return self.usage
-        seen = -(-self._delta_chars // CHARS_PER_TOKEN)
-        u = self.usage
-        return Usage(u.input_tokens, max(u.output_tokens, seen), u.cache_creation_input_tokens,
-                     u.cache_creation_1h_input_tokens, u.cache_read_input_tokens)
-
-
 def _details(usage: dict, field: str) -> dict:
     value = usage.get(field)
     return value if isinstance(value, dict) else {}
@@ -143,3 +94,97 @@ def usage_to_anthropic(usage: Usage) -> dict:
     return {"input_tokens": usage.input_tokens, "output_tokens": usage.output_tokens,
             "cache_creation_input_tokens": usage.cache_creation_input_tokens,
             "cache_read_input_tokens": usage.cache_read_input_tokens}
+
+
+class _StreamMeter:
+    """Shared part of the meters: how a stream ended, and output estimated if it was cut short."""
+
+    def __init__(self, estimated_input_tokens: int = 0) -> None:
+        self.usage = Usage()
+        self.finished = False
+        self.errored = False
+        self._estimated_input = estimated_input_tokens
+        self._delta_chars = 0
+
+    def _seen(self, text: object) -> None:
+        if isinstance(text, str):
+            self._delta_chars += len(text)
+
+    def billable(self) -> Usage:
+        """Usage to charge: as reported, or estimated from what was seen if the stream was cut."""
+        if self.finished:
+            return self.usage
+        seen = -(-self._delta_chars // CHARS_PER_TOKEN)
+        u = self.usage
+        return Usage(u.input_tokens or self._estimated_input, max(u.output_tokens, seen),
+                     u.cache_creation_input_tokens, u.cache_creation_1h_input_tokens,
+                     u.cache_read_input_tokens)
+
+
+class OpenAIChatUsageMeter(_StreamMeter):
+    """Follows Chat Completions chunks; the gateway always asks for the final usage chunk."""
+
+    def feed(self, chunk: dict) -> None:
+        """Take one parsed chunk."""
+        if "error" in chunk:
+            self.errored = True
+            return
+        for choice in chunk.get("choices") or ():
+            delta = choice.get("delta") or {}
+            self._seen(delta.get("content"))
+            for call in delta.get("tool_calls") or ():
+                self._seen((call.get("function") or {}).get("arguments"))
+        if isinstance(chunk.get("usage"), dict):
+            self.usage = usage_from_openai_chat(chunk["usage"])
+            self.finished = True
+
+
+class OpenAIResponsesUsageMeter(_StreamMeter):
+    """Follows Responses API events; usage arrives with the terminal event."""
+
+    def feed(self, event: dict) -> None:
+        """Take one parsed event."""
+        kind = event.get("type")
+        if kind in ("response.output_text.delta", "response.function_call_arguments.delta",
+                    "response.reasoning_summary_text.delta"):
+            self._seen(event.get("delta"))
+        elif kind in ("response.completed", "response.incomplete"):
+            self.usage = usage_from_openai_responses((event.get("response") or {}).get("usage"))
+            self.finished = True
+        elif kind in ("response.failed", "error"):
+            usage = (event.get("response") or {}).get("usage")
+            if usage:
+                self.usage = usage_from_openai_responses(usage)
+            self.errored = True
+
+
+class AnthropicUsageMeter(_StreamMeter):
+    """Follows Messages API events: usage at message_start, cumulative counts in message_delta."""
+
+    def feed(self, event: dict) -> None:
+        """Take one parsed event."""
+        kind = event.get("type")
+        if kind == "message_start":
+            self.usage = usage_from_anthropic((event.get("message") or {}).get("usage"))
+        elif kind == "message_delta":
+            self._merge(event.get("usage") or {})
+        elif kind == "content_block_delta":
+            delta = event.get("delta") or {}
+            for field in ("text", "partial_json", "thinking"):
+                self._seen(delta.get(field))
+        elif kind == "message_stop":
+            self.finished = True
+        elif kind == "error":
+            self.errored = True
+
+    def _merge(self, reported: dict) -> None:
+        # A field message_delta carries replaces the earlier count.
+        u = self.usage
+        self.usage = usage_from_anthropic({
+            "input_tokens": u.input_tokens,
+            "output_tokens": u.output_tokens,
+            "cache_creation_input_tokens": u.cache_creation_input_tokens,
+            "cache_creation": {"ephemeral_1h_input_tokens": u.cache_creation_1h_input_tokens},
+            "cache_read_input_tokens": u.cache_read_input_tokens,
+            **{k: v for k, v in reported.items() if v is not None},
+        })

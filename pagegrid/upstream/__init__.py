@@ -6,13 +6,20 @@ from pagegrid.upstream.anthropic import AnthropicAdapter
 from pagegrid.upstream.base import Adapter
 from pagegrid.upstream.base import UpstreamTarget
 from pagegrid.upstream.demo import DemoAdapter
+from pagegrid.upstream.openai import OpenAIAdapter
 
 
 def get_adapter(target: UpstreamTarget, config: dict) -> Adapter:
     """The adapter for ``target.provider``, configured from the app config."""
     if target.provider == "demo":
         return DemoAdapter(target, config["PAGEGRID_DEMO_DELAY"])
-    if target.provider == "anthropic":
-        return AnthropicAdapter(target, config["PAGEGRID_UPSTREAM_CONNECT_TIMEOUT"],
-                                config["PAGEGRID_UPSTREAM_READ_TIMEOUT"])
-    raise LookupError(f"no adapter for provider {target.provider!r}")
+    adapters = {"anthropic": AnthropicAdapter, "openai": OpenAIAdapter}
+    if target.provider not in adapters:
+        raise LookupError(f"no adapter for provider {target.provider!r}")
+    return adapters[target.provider](target, config["PAGEGRID_UPSTREAM_CONNECT_TIMEOUT"],
+                                     config["PAGEGRID_UPSTREAM_READ_TIMEOUT"])
+
+
+def speaks(target: UpstreamTarget) -> str:
+    """The dialect the target answers in: the demo imitates Anthropic for every model."""
+    return "openai" if target.provider == "openai" else "anthropic"

@@ -1,0 +1,85 @@
+"""Log in, log out, change password. Accounts are created by an admin; there is no sign-up."""
+
+from __future__ import annotations
+
+from flask import flash
+from flask import redirect
+from flask import render_template
+from flask import request
+from flask import session
+from flask import url_for
+from flask_limiter.util import get_remote_address
+from flask_login import current_user
+from flask_login import login_required
+from flask_login import login_user
+from flask_login import logout_user
+from sqlalchemy import select
+from werkzeug.security import check_password_hash
+from werkzeug.security import generate_password_hash
+
+from pagegrid.dashboard import bp
+from pagegrid.dashboard.forms import LoginForm
+from pagegrid.dashboard.forms import PasswordForm
+from pagegrid.extensions import db
+from pagegrid.extensions import limiter
+from pagegrid.models import User
+
+# Compared against when the email is unknown, so both paths cost one hash check.
+_DUMMY_HASH = generate_password_hash("pagegrid-dummy-password")
+
+
+def _login_account() -> str:
+    return "login:" + (request.form.get("email") or "").strip().lower()
+
+
+def _safe_next(target: str | None) -> str:
+    # Only local paths: an attacker's ?next=https://evil must not redirect off-site.
+    if target and target.startswith("/") and not target.startswith("//"):
+        return target
+    return url_for("dashboard.overview")
+
+
+@bp.route("/login", methods=["GET", "POST"])
+@limiter.limit("20 per minute", key_func=get_remote_address, methods=["POST"])
+@limiter.limit("5 per minute", key_func=_login_account, methods=["POST"])
+def login():  # noqa: ANN201 - a page or a redirect
+    """The login form."""
+    if current_user.is_authenticated:
+        return redirect(url_for("dashboard.overview"))
+    form = LoginForm()
+    if form.validate_on_submit():
+        user = db.session.scalar(select(User).where(User.email == form.email.data.strip().lower()))
+        valid = check_password_hash(user.password_hash if user else _DUMMY_HASH, form.password.data)
+        if user is not None and valid and user.active:
+            session.clear()  # a fresh session: no fixation
+            login_user(user)
+            return redirect(_safe_next(request.args.get("next")))
+        flash("This account is disabled." if user is not None and valid else
+              "Wrong email or password.", "error")
+    return render_template("dashboard/login.html", form=form), 200
+
+
+@bp.post("/logout")
+@login_required
+def logout():  # noqa: ANN201
+    """End the session."""
+    logout_user()
+    session.clear()
+    flash("You are logged out.", "success")
+    return redirect(url_for("dashboard.login"))
+
+
+@bp.route("/account/password", methods=["GET", "POST"])
+@login_required
+def password():  # noqa: ANN201
+    """Change one's own password."""
+    form = PasswordForm()
+    if form.validate_on_submit():
+        if not check_password_hash(current_user.password_hash, form.current.data):
+            flash("The current password is wrong.", "error")
+        else:
+            current_user.password_hash = generate_password_hash(form.new.data)
+            db.session.commit()
+            flash("Password changed.", "success")
+            return redirect(url_for("dashboard.overview"))
+    return render_template("dashboard/password.html", form=form)

@@ -1,0 +1,69 @@
+"""WTForms for the customer dashboard (CSRF comes with FlaskForm)."""
+
+from __future__ import annotations
+
+from flask_wtf import FlaskForm
+from wtforms import DateField
+from wtforms import EmailField
+from wtforms import IntegerField
+from wtforms import PasswordField
+from wtforms import SelectField
+from wtforms import SelectMultipleField
+from wtforms import StringField
+from wtforms.validators import DataRequired
+from wtforms.validators import EqualTo
+from wtforms.validators import Length
+from wtforms.validators import NumberRange
+from wtforms.validators import Optional
+
+
+class LoginForm(FlaskForm):
+    """Email and password."""
+
+    email = EmailField("Email", validators=[DataRequired(), Length(max=255)])
+    password = PasswordField("Password", validators=[DataRequired(), Length(max=200)])
+
+
+class PasswordForm(FlaskForm):
+    """Change one's own password."""
+
+    current = PasswordField("Current password", validators=[DataRequired()])
+    new = PasswordField("New password", validators=[DataRequired(), Length(min=10, max=200)])
+    confirm = PasswordField("Repeat the new password",
+                            validators=[DataRequired(), EqualTo("new", message="The passwords differ.")])
+
+
+class KeyLimitsForm(FlaskForm):
+    """Per-key limits and model restrictions (0 = unlimited)."""
+
+    rpm = IntegerField("Requests per minute", default=10,
+                       validators=[DataRequired(), NumberRange(1, 100_000)])
+    daily_request_limit = IntegerField("Requests per day", default=0,
+                                       validators=[Optional(), NumberRange(0, 10**9)])
+    monthly_token_limit = IntegerField("Tokens per month", default=0,
+                                       validators=[Optional(), NumberRange(0, 10**15)])
+    allowed_models = SelectMultipleField("Allowed models (none selected = all)", choices=[])
+
+
+class NewKeyForm(KeyLimitsForm):
+    """A new key: a name and its limits."""
+
+    name = StringField("Name", validators=[DataRequired(), Length(max=100)])
+
+
+class RedeemForm(FlaskForm):
+    """A top-up code."""
+
+    code = StringField("Top-up code", validators=[DataRequired(), Length(max=64)])
+
+
+class LedgerFilterForm(FlaskForm):
+    """Transaction history filters (GET, so no CSRF)."""
+
+    class Meta:
+        csrf = False
+
+    key = SelectField("Key", choices=[], validate_choice=False)
+    model = SelectField("Model", choices=[], validate_choice=False)
+    start = DateField("From", validators=[Optional()])
+    end = DateField("To", validators=[Optional()])

@@ -1,0 +1,103 @@
+"""API keys: list, create (shown once), revoke, rotate, edit limits. Only one's own keys."""
+
+from __future__ import annotations
+
+from flask import abort
+from flask import current_app
+from flask import flash
+from flask import redirect
+from flask import render_template
+from flask import request
+from flask import url_for
+from flask_login import current_user
+from flask_login import login_required
+from sqlalchemy import select
+
+from pagegrid.catalog import catalog
+from pagegrid.dashboard import bp
+from pagegrid.dashboard.forms import KeyLimitsForm
+from pagegrid.dashboard.forms import NewKeyForm
+from pagegrid.extensions import db
+from pagegrid.keys import create_key
+from pagegrid.keys import revoke_key
+from pagegrid.keys import rotate_key
+from pagegrid.keys import update_settings
+from pagegrid.models import ApiKey
+
+
+def _own_key(key_id: int) -> ApiKey:
+    """The current user's key, or 404 (never 403: another user's key ids stay unknowable)."""
+    key = db.session.get(ApiKey, key_id)
+    if key is None or key.user_id != current_user.id:
+        abort(404)
+    return key
+
+
+def _with_model_choices(form: KeyLimitsForm) -> KeyLimitsForm:
+    form.allowed_models.choices = [(m.id, m.id) for m in catalog().active()]
+    return form
+
+
+def _base_url() -> str:
+    return current_app.config.get("PAGEGRID_PUBLIC_URL") or request.host_url.rstrip("/")
+
+
+@bp.route("/keys", methods=["GET", "POST"])
+@login_required
+def keys():  # noqa: ANN201 - a page
+    """The key list and the form for a new key; a new key's secret is shown on this response only."""
+    form = _with_model_choices(NewKeyForm())
+    secret = None
+    if form.validate_on_submit():
+        _, secret = create_key(current_user, name=form.name.data.strip(), rpm=form.rpm.data,
+                               daily_request_limit=form.daily_request_limit.data or 0,
+                               monthly_token_limit=form.monthly_token_limit.data or 0,
+                               allowed_models=list(form.allowed_models.data or []))
+        form = _with_model_choices(NewKeyForm(formdata=None))
+    elif request.method == "POST":
+        flash("The key was not created: check the fields below.", "error")
+    return render_template("dashboard/keys.html", form=form, page=_key_page(), secret=secret,
+                           base_url=_base_url())
+
+
+def _key_page():  # noqa: ANN202 - a Pagination
+    return db.paginate(select(ApiKey).where(ApiKey.user_id == current_user.id)
+                       .order_by(ApiKey.revoked_at.is_not(None), ApiKey.created_at.desc()),
+                       page=request.args.get("page", 1, type=int), per_page=20, error_out=False)
+
+
+@bp.post("/keys/<int:key_id>/revoke")
+@login_required
+def key_revoke(key_id: int):  # noqa: ANN201
+    """Revoke a key: the next API call with it gets 401."""
+    key = _own_key(key_id)
+    revoke_key(key)
+    flash(f"Key {key.display} revoked.", "success")
+    return redirect(url_for("dashboard.keys"))
+
+
+@bp.post("/keys/<int:key_id>/rotate")
+@login_required
+def key_rotate(key_id: int):  # noqa: ANN201
+    """A new secret with the same settings; the old secret stops working at once."""
+    key = _own_key(key_id)
+    if key.revoked_at is not None:
+        abort(404)
+    secret = rotate_key(key)
+    return render_template("dashboard/keys.html", form=_with_model_choices(NewKeyForm(formdata=None)),
+                           page=_key_page(), secret=secret, rotated=True, base_url=_base_url())
+
+
+@bp.route("/keys/<int:key_id>/edit", methods=["GET", "POST"])
+@login_required
+def key_edit(key_id: int):  # noqa: ANN201
+    """Change a key's limits and allowed models."""
+    key = _own_key(key_id)
+    form = _with_model_choices(KeyLimitsForm(obj=key))
+    if form.validate_on_submit():
+        update_settings(key, rpm=form.rpm.data, daily_request_limit=form.daily_request_limit.data or 0,
+                        monthly_token_limit=form.monthly_token_limit.data or 0,
+                        allowed_models=list(form.allowed_models.data or []))
+        flash(f"Limits of {key.display} saved.", "success")
+        return redirect(url_for("dashboard.keys"))
+    return render_template("dashboard/key_edit.html", form=form, key=key)
