@@ -99,4 +99,5 @@ def _rate_limit_headers(response: Response) -> Response:
 
 # Views register themselves on ``bp``.
 from pagegrid.api import catalog  # noqa: E402,F401
+from pagegrid.api import chat  # noqa: E402,F401
 from pagegrid.api import messages  # noqa: E402,F401

@@ -7,6 +7,7 @@ Completions and back.
 from __future__ import annotations
 
 import json
+import secrets
 
 from flask import Response
 from flask import g
@@ -15,11 +16,21 @@ from pagegrid import limits
 from pagegrid.api import bp
 from pagegrid.api import relay
 from pagegrid.api.streams import Passthrough
+from pagegrid.api.streams import Translated
 from pagegrid.api.streams import anthropic_error
+from pagegrid.api.streams import frame_named
+from pagegrid.catalog import ModelEntry
 from pagegrid.errors import InvalidRequest
+from pagegrid.translate.chat_stream import OpenAIChatToAnthropicStream
+from pagegrid.translate.chat_upstream import anthropic_request_to_openai_chat
+from pagegrid.translate.chat_upstream import openai_chat_to_anthropic_message
 from pagegrid.translate.usage import AnthropicUsageMeter
+from pagegrid.translate.usage import OpenAIChatUsageMeter
+from pagegrid.translate.usage import Usage
 from pagegrid.translate.usage import usage_from_anthropic
+from pagegrid.translate.usage import usage_from_openai_chat
 from pagegrid.upstream import speaks
+from pagegrid.upstream.base import UpstreamTarget
 
 
 @bp.post("/messages")
@@ -45,8 +56,23 @@ def messages() -> Response:
     return relay.run(key, model, g.request_id, len(raw), exchange)
 
 
-def _through_chat(*args: object) -> relay.Exchange:
-    raise InvalidRequest("temporarily unavailable")
+def _through_chat(target: UpstreamTarget, body: dict, raw: bytes, model: ModelEntry,
+                  stream: bool) -> relay.Exchange:
+    """A GPT model on the Messages API: translate to Chat Completions and back."""
+    chat = anthropic_request_to_openai_chat(body, upstream_model=model.upstream_id)
+    message_id = "msg_" + secrets.token_hex(12)
+
+    def convert(data: bytes) -> tuple[bytes, Usage]:
+        completion = json.loads(data)
+        message = openai_chat_to_anthropic_message(completion, model=model.id)
+        return relay.dumps(message), usage_from_openai_chat(completion.get("usage"))
+
+    return relay.Exchange(
+        target, "/v1/chat/completions", relay.dumps(chat), stream, body["max_tokens"],
+        meter=lambda: OpenAIChatUsageMeter(relay.estimated_tokens(raw)),
+        plan=lambda: Translated(OpenAIChatToAnthropicStream(model=model.id, message_id=message_id),
+                                frame_named, anthropic_error),
+        convert=convert)
 
 
 @bp.post("/messages/count_tokens")
