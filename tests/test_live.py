@@ -185,3 +185,10 @@ def _json_response(body: dict):
 
     from werkzeug import Response
     return Response(json.dumps(body), mimetype="application/json")
+
+
+def test_websocket_upgrade_gets_426_from_gunicorn(gunicorn):
+    response = requests.get(f"{gunicorn}/v1/responses", timeout=10, headers={
+        "Connection": "Upgrade", "Upgrade": "websocket", "Sec-WebSocket-Version": "13",
+        "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==", "Authorization": "Bearer pg-" + "0" * 64})
+    assert response.status_code == 426

@@ -49,6 +49,11 @@ def error_response(err: GatewayError) -> Response:
 
 def http_error(exc: HTTPException) -> GatewayError:
     """The gateway error for a werkzeug HTTP exception (404, 405, 413, ...)."""
+    if request.headers.get("Upgrade", "").lower() == "websocket":
+        # Codex tries a WebSocket on /v1/responses first: 426 makes it fall back to HTTP at
+        # once (a 404 costs it seconds and a 400 ends the session).
+        return GatewayError("WebSocket is not supported here; send the request over HTTP.",
+                            status=426, error_type="invalid_request_error")
     if exc.code == 404:
         return NotFound(f"Not found: {request.method} {request.path}")
     if exc.code == 413:
@@ -101,3 +106,4 @@ def _rate_limit_headers(response: Response) -> Response:
 from pagegrid.api import catalog  # noqa: E402,F401
 from pagegrid.api import chat  # noqa: E402,F401
 from pagegrid.api import messages  # noqa: E402,F401
+from pagegrid.api import responses  # noqa: E402,F401

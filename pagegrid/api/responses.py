@@ -1,0 +1,91 @@
+"""``POST /v1/responses`` (also under ``/v1/v1``): the API Codex CLI speaks.
+
+GPT models pass through to OpenAI; Claude models are translated to the Messages API and back.
+A WebSocket upgrade on ``GET`` answers 426 (see ``api.http_error``) so Codex falls back to
+HTTP at once.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import secrets
+import time
+
+from flask import Response
+from flask import g
+
+from pagegrid import limits
+from pagegrid.api import bp
+from pagegrid.api import relay
+from pagegrid.api.streams import Passthrough
+from pagegrid.api.streams import Translated
+from pagegrid.api.streams import frame_typed
+from pagegrid.api.streams import responses_error
+from pagegrid.catalog import ModelEntry
+from pagegrid.errors import InvalidRequest
+from pagegrid.translate.responses import anthropic_message_to_openai_response
+from pagegrid.translate.responses import openai_responses_request_to_anthropic
+from pagegrid.translate.responses_stream import AnthropicToOpenAIResponsesStream
+from pagegrid.translate.usage import AnthropicUsageMeter
+from pagegrid.translate.usage import OpenAIResponsesUsageMeter
+from pagegrid.translate.usage import Usage
+from pagegrid.translate.usage import usage_from_anthropic
+from pagegrid.translate.usage import usage_from_openai_responses
+from pagegrid.upstream import speaks
+from pagegrid.upstream.base import UpstreamTarget
+
+log = logging.getLogger(__name__)
+
+
+@bp.post("/responses")
+@bp.post("/v1/responses")
+@limits.model_calls
+def responses() -> Response:
+    """Create a response, streaming or not, and charge the wallet for its usage."""
+    key = limits.current_key()
+    body, raw = relay.read_json_body()
+    relay.require(body, "model", str)
+    if not isinstance(body.get("input"), (str, list)):
+        raise InvalidRequest("input: Field required (a string or a list of items)", param="input")
+    stream = relay.stream_flag(body)
+    model = relay.resolve_model(body["model"], key)
+    target = relay.upstream_target(model.provider)
+    if speaks(target) == "openai":
+        limit = body.get("max_output_tokens")
+        if limit is not None and (not isinstance(limit, int) or isinstance(limit, bool) or limit < 1):
+            raise InvalidRequest("max_output_tokens: must be a positive integer", param="max_output_tokens")
+        exchange = relay.Exchange(
+            target, "/v1/responses", relay.upstream_body(body, raw, model), stream,
+            limit or model.max_output,
+            meter=lambda: OpenAIResponsesUsageMeter(relay.estimated_tokens(raw)),
+            plan=lambda: Passthrough(responses_error),
+            convert=lambda data: (data, usage_from_openai_responses(json.loads(data).get("usage"))))
+    else:
+        exchange = _through_messages(target, body, model, stream)
+    return relay.run(key, model, g.request_id, len(raw), exchange)
+
+
+def _through_messages(target: UpstreamTarget, body: dict, model: ModelEntry,
+                      stream: bool) -> relay.Exchange:
+    """A Claude model: translate to the Messages API and back."""
+    request_body, notes = openai_responses_request_to_anthropic(
+        body, upstream_model=model.upstream_id, default_max_tokens=model.max_output)
+    for note in notes:
+        log.info("request %s: %s", g.request_id, note)
+    response_id = "resp_" + secrets.token_hex(12)
+    created_at = int(time.time())
+
+    def convert(data: bytes) -> tuple[bytes, Usage]:
+        message = json.loads(data)
+        response = anthropic_message_to_openai_response(message, model=model.id, response_id=response_id,
+                                                        created_at=created_at)
+        return relay.dumps(response), usage_from_anthropic(message["usage"])
+
+    return relay.Exchange(
+        target, "/v1/messages", relay.dumps(request_body), stream, request_body["max_tokens"],
+        meter=AnthropicUsageMeter,
+        plan=lambda: Translated(AnthropicToOpenAIResponsesStream(model=model.id, response_id=response_id,
+                                                                 created_at=created_at),
+                                frame_typed, responses_error),
+        convert=convert)

@@ -1,0 +1,533 @@
+"""OpenAI Responses API requests to Anthropic Messages requests, and Messages back to responses (pure).
+
+``RESPONSES_FIELDS`` says what happens to every top-level request field; ``null`` counts as absent.
+Input items:
+
+    message user/assistant      a user/assistant turn: text (input_text, output_text, refusal) and
+                                images (input_image, user turns only)
+    message developer/system    system text blocks, in order, after ``instructions``
+    function_call               an assistant ``tool_use`` block (id = call_id)
+    function_call_output        a user ``tool_result`` block, placed before the turn's other blocks
+    reasoning                   Claude thinking that PageGrid handed out in ``encrypted_content`` goes
+                                back as its signed thinking block; any other reasoning is dropped
+    additional_tools            its tools join ``tools``
+
+Other item and content part types are rejected. Keys inside items and parts beyond the mapped ones
+are bookkeeping and are ignored: ``id``, ``status``, ``phase``, ``namespace``, ``caller``, output
+``annotations`` and ``logprobs``, image ``detail``, ``prompt_cache_breakpoint``, a reasoning item's
+``summary`` and ``content``, and Codex's ``internal_chat_message_metadata_passthrough``.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+
+from pagegrid.errors import InvalidRequest
+from pagegrid.translate.usage import usage_from_anthropic
+from pagegrid.translate.usage import usage_to_openai_responses
+
+_STORED = "send the full input; PageGrid does not store responses"
+
+RESPONSES_FIELDS: dict[str, str] = {
+    "model": "mapped: replaced by the Claude model the catalog routes the request to",
+    "input": "mapped: a string is one user message; items become system text, user/assistant turns, "
+             "tool_use and tool_result blocks",
+    "instructions": "mapped: the first system text block",
+    "tools": "mapped: function tools become Anthropic tools (parameters -> input_schema, strict: true "
+             "passed; defer_loading, allowed_callers and output_schema ignored); web_search, namespace, "
+             "custom, mcp and the other OpenAI-hosted tool types are dropped with a note, because Claude "
+             "cannot run them here",
+    "tool_choice": "mapped: auto/none/required/{function} -> auto/none/any/{tool}; dropped when it names a "
+                   "dropped tool or no tools remain; allowed_tools is rejected",
+    "parallel_tool_calls": "mapped: false -> tool_choice.disable_parallel_tool_use",
+    "max_output_tokens": "mapped: max_tokens (absent: the model's output limit in the catalog)",
+    "temperature": "passed: 0-1; above 1 rejected, because OpenAI allows 0-2 but Claude only 0-1; "
+                   "with reasoning only 1 (Claude's rule)",
+    "top_p": "passed: 0-1; with reasoning only 0.95-1 (Claude's rule)",
+    "reasoning": "mapped: effort low/medium/high/xhigh/max -> thinking budget 1024/4096/16384/24576/30720 "
+                 "tokens, max_tokens raised to budget + 1024 if not above it; none/minimal/absent -> no "
+                 "thinking; summary and context accepted (thinking is always returned as the summary)",
+    "stream": "passed",
+    "store": "ignored: PageGrid never stores responses",
+    "include": "ignored: reasoning items always carry encrypted_content (Claude's signed thinking, for "
+               "the next request); logprobs and other extras are not available",
+    "prompt_cache_key": "ignored: Anthropic caches at explicit breakpoints, not by key",
+    "client_metadata": "ignored: client telemetry (Codex)",
+    "metadata": "ignored: PageGrid keeps no response objects to tag",
+    "user": "ignored: an end-user id for OpenAI's abuse monitoring",
+    "safety_identifier": "ignored: an end-user id for OpenAI's abuse monitoring",
+    "service_tier": "ignored: Claude requests run on Anthropic's standard tier",
+    "truncation": "ignored when \"disabled\" or \"auto\": input is never truncated; too long an input fails",
+    "text": "ignored when format is text (verbosity ignored too); json_schema and json_object rejected: "
+            "structured output is not translated",
+    "background": "rejected when true: background responses must be stored; false is ignored",
+    "previous_response_id": f"rejected: {_STORED}",
+    "conversation": f"rejected: {_STORED}",
+    "prompt": "rejected: stored prompt templates live at OpenAI",
+    "top_logprobs": "rejected: Claude returns no log probabilities",
+    "max_tool_calls": "rejected: it limits OpenAI's built-in tools, which Claude cannot run",
+    "stream_options": "rejected: stream obfuscation is not available",
+    "prompt_cache_retention": "rejected: Anthropic cache lifetimes differ",
+    "prompt_cache_options": "rejected: Anthropic cache lifetimes differ",
+    "context_management": "rejected: OpenAI's server-side compaction is not available",
+    "moderation": "rejected: OpenAI moderation is not available",
+    "image": "rejected: OpenAI image context compression is not available",
+    "access_programs": "rejected: OpenAI access programs do not apply",
+    "background_options": "rejected: background responses must be stored",
+}
+
+# Every effort fits the smallest output limit of a Claude thinking model (32000) with room to answer.
+THINKING_BUDGETS = {"low": 1024, "medium": 4096, "high": 16384, "xhigh": 24576, "max": 30720}
+DROPPED_TOOL_TYPES = frozenset({
+    "web_search", "web_search_2025_08_26", "web_search_preview", "web_search_preview_2025_03_11",
+    "namespace", "file_search", "computer", "computer_use", "computer_use_preview", "local_shell", "shell",
+    "code_interpreter", "image_generation", "mcp", "custom", "apply_patch", "tool_search",
+    "programmatic_tool_calling",
+})
+# Claude's signed thinking travels through the client inside a reasoning item's encrypted_content.
+THINKING_PREFIX = "pagegrid-thinking-v1:"
+_IMAGE_TYPES = ("image/jpeg", "image/png", "image/gif", "image/webp")
+_EMPTY_SCHEMA = {"type": "object", "properties": {}}
+_INCOMPLETE = {"max_tokens": "max_output_tokens", "model_context_window_exceeded": "max_output_tokens",
+               "refusal": "content_filter"}
+
+
+def openai_responses_request_to_anthropic(body: dict, *, upstream_model: str,
+                                          default_max_tokens: int) -> tuple[dict, list[str]]:
+    """A Responses API request body as a Messages API request body, plus notes for the log."""
+    if not isinstance(body, dict):
+        raise InvalidRequest("The request body must be a JSON object.")
+    fields = {name: value for name, value in body.items() if value is not None}
+    for name in fields:
+        verdict = RESPONSES_FIELDS.get(name)
+        if verdict is None:
+            raise InvalidRequest(f"Unsupported parameter: '{name}'.", param=name)
+        if verdict.startswith("rejected:"):
+            raise InvalidRequest(f"Unsupported parameter: '{name}': {verdict[10:]}.", param=name)
+    _check_options(fields)
+    if "input" not in fields:
+        raise InvalidRequest("Missing required parameter: 'input'.", param="input")
+    notes: list[str] = []
+    system, entries, extra_tools = _input(fields["input"])
+    instructions = fields.get("instructions", "")
+    if not isinstance(instructions, str):
+        raise InvalidRequest("'instructions' must be a string.", param="instructions")
+    if instructions:
+        system.insert(0, _text(instructions))
+    tools, dropped = _tools(_listed(fields.get("tools", []), "tools") + extra_tools, notes)
+    tool_choice = _tool_choice(fields.get("tool_choice"), tools, dropped, fields.get("parallel_tool_calls"),
+                               notes)
+    budget = _thinking_budget(fields.get("reasoning"))
+    messages = _turns(entries)
+    if budget and _tool_turn_lacks_thinking(messages):
+        budget = None
+        notes.append("thinking disabled: the tool-use turn in progress has no Claude thinking block to "
+                     "send back (its reasoning items did not come from PageGrid)")
+    if not budget:
+        entries = [(role, b) for role, b in entries if b["type"] not in ("thinking", "redacted_thinking")]
+        messages = _turns(entries)
+    if not messages:
+        raise InvalidRequest("'input' has no user or assistant content.", param="input")
+    max_tokens = fields.get("max_output_tokens", default_max_tokens)
+    if not _is_int(max_tokens) or max_tokens < 1:
+        raise InvalidRequest("'max_output_tokens' must be a positive integer.", param="max_output_tokens")
+    request: dict = {"model": upstream_model, "max_tokens": max_tokens, "messages": messages}
+    if system:
+        request["system"] = system
+    if tools:
+        request["tools"] = tools
+    if tool_choice:
+        request["tool_choice"] = tool_choice
+    for name in ("temperature", "top_p", "stream"):
+        if name in fields:
+            request[name] = fields[name]
+    if budget:
+        _check_thinking_compatible(request)
+        request["thinking"] = {"type": "enabled", "budget_tokens": budget}
+        if max_tokens <= budget:
+            request["max_tokens"] = budget + 1024
+            notes.append(f"max_tokens raised from {max_tokens} to {budget + 1024} for a thinking budget of "
+                         f"{budget} tokens")
+    return request, notes
+
+
+def anthropic_message_to_openai_response(message: dict, *, model: str, response_id: str,
+                                         created_at: int) -> dict:
+    """A Messages API message as a Responses API ``response`` object.
+
+    A ``tool_use`` block's ``input`` may also be the JSON text as it streamed, which is kept verbatim.
+    """
+    output: list[dict] = []
+    for block in message.get("content") or ():
+        item = anthropic_block_to_openai_item(block, response_id=response_id, output_index=len(output))
+        if item is not None:
+            output.append(item)
+    reason = _INCOMPLETE.get(message.get("stop_reason"))
+    return {
+        "id": response_id, "object": "response", "created_at": created_at, "model": model,
+        "status": "incomplete" if reason else "completed", "error": None,
+        "incomplete_details": {"reason": reason} if reason else None,
+        "instructions": None, "metadata": {}, "output": output, "parallel_tool_calls": True,
+        "temperature": None, "tool_choice": "auto", "tools": [], "top_p": None,
+        "usage": anthropic_usage_to_openai_responses(message.get("usage")),
+    }
+
+
+def anthropic_block_to_openai_item(block: dict, *, response_id: str, output_index: int) -> dict | None:
+    """One finished content block as a Responses output item; None for empty text and unknown types."""
+    kind = block.get("type")
+    if kind == "text" and block.get("text"):
+        return {"id": openai_item_id("msg", response_id, output_index), "type": "message",
+                "role": "assistant", "status": "completed",
+                "content": [{"type": "output_text", "text": block["text"], "annotations": []}]}
+    if kind == "tool_use":
+        return {"id": openai_item_id("fc", response_id, output_index), "type": "function_call",
+                "call_id": block.get("id"), "name": block.get("name"),
+                "arguments": _arguments(block.get("input")), "status": "completed"}
+    if kind in ("thinking", "redacted_thinking"):
+        text = block.get("thinking") or ""
+        item: dict = {"id": openai_item_id("rs", response_id, output_index), "type": "reasoning",
+                      "summary": [{"type": "summary_text", "text": text}] if text else []}
+        if block.get("signature") or block.get("data"):
+            sealed = {k: block[k] for k in ("type", "thinking", "signature", "data") if k in block}
+            item["encrypted_content"] = THINKING_PREFIX + base64.urlsafe_b64encode(
+                json.dumps(sealed, separators=(",", ":")).encode()).decode()
+        return item
+    return None
+
+
+def openai_item_id(prefix: str, response_id: str, output_index: int) -> str:
+    """The id of the output item at ``output_index``: the same in a stream and in the final response."""
+    return f"{prefix}_{response_id.removeprefix('resp_')}_{output_index}"
+
+
+def anthropic_usage_to_openai_responses(usage: dict | None) -> dict:
+    """Messages API usage in Responses API terms, with the fields the openai SDK requires."""
+    counted = usage_from_anthropic(usage)
+    result = usage_to_openai_responses(counted)
+    result["input_tokens_details"].setdefault("cache_write_tokens", counted.cache_creation_input_tokens)
+    thinking = ((usage or {}).get("output_tokens_details") or {}).get("thinking_tokens")
+    if _is_int(thinking) and thinking > 0:
+        result["output_tokens_details"]["reasoning_tokens"] = min(thinking, result["output_tokens"])
+    return result
+
+
+def _arguments(value: object) -> str:
+    """Function-call arguments as JSON text: streamed text verbatim, a parsed input compactly."""
+    if isinstance(value, str):
+        return value if value.strip() else "{}"
+    return json.dumps(value if value is not None else {}, separators=(",", ":"), ensure_ascii=False)
+
+
+def _is_int(value: object) -> bool:
+    """Whether ``value`` is an int and not a bool."""
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _text(text: str) -> dict:
+    """A Messages API text block."""
+    return {"type": "text", "text": text}
+
+
+def _kind(value: object, default: str | None = None) -> str | None:
+    """The ``type`` of a JSON object if it is a string (``default`` when absent), else None."""
+    kind = value.get("type", default) if isinstance(value, dict) else None
+    return kind if isinstance(kind, str) else None
+
+
+def _listed(value: object, param: str) -> list[tuple[str, object]]:
+    """An array's entries with their parameter paths; anything but an array is a 400."""
+    if not isinstance(value, list):
+        raise InvalidRequest(f"'{param}' must be an array.", param=param)
+    return [(f"{param}[{i}]", entry) for i, entry in enumerate(value)]
+
+
+def _check_options(fields: dict) -> None:
+    """Check the scalar options: their types, their ranges, and values Claude has no equivalent for."""
+    if fields.get("background") not in (None, False):
+        raise InvalidRequest("'background' responses are not supported: they must be stored, and PageGrid "
+                             "does not store responses.", param="background")
+    if fields.get("truncation") not in (None, "disabled", "auto"):
+        raise InvalidRequest("'truncation' must be \"disabled\" or \"auto\".", param="truncation")
+    for name, why in (("temperature", ": Claude models accept 0-1, not OpenAI's 0-2"), ("top_p", "")):
+        value = fields.get(name, 0)
+        if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0 <= value <= 1:
+            raise InvalidRequest(f"'{name}' must be a number from 0 to 1{why}.", param=name)
+    for name in ("stream", "parallel_tool_calls"):
+        if not isinstance(fields.get(name, False), bool):
+            raise InvalidRequest(f"'{name}' must be a boolean.", param=name)
+    text = fields.get("text", {})
+    if not isinstance(text, dict) or set(text) - {"format", "verbosity"}:
+        raise InvalidRequest("'text' supports only 'format' and 'verbosity'.", param="text")
+    form = text.get("format")
+    if form is not None and (not isinstance(form, dict) or form.get("type") != "text"):
+        raise InvalidRequest("Structured output ('text.format' json_schema or json_object) is not supported "
+                             "for Claude models.", param="text.format")
+    if text.get("verbosity") not in (None, "low", "medium", "high"):
+        raise InvalidRequest("'text.verbosity' must be low, medium or high.", param="text.verbosity")
+
+
+def _thinking_budget(reasoning: object) -> int | None:
+    """The thinking budget ``reasoning`` asks for, or None for no thinking."""
+    if reasoning is None:
+        return None
+    if not isinstance(reasoning, dict) or set(reasoning) - {"effort", "summary", "generate_summary",
+                                                            "context", "mode"}:
+        raise InvalidRequest("'reasoning' supports effort, summary and context.", param="reasoning")
+    allowed = {"summary": (None, "auto", "concise", "detailed"),
+               "generate_summary": (None, "auto", "concise", "detailed"),
+               "context": (None, "auto", "current_turn", "all_turns"), "mode": (None, "standard")}
+    for key, values in allowed.items():
+        if reasoning.get(key) not in values:
+            raise InvalidRequest(f"'reasoning.{key}' must be one of {', '.join(map(str, values[1:]))}.",
+                                 param=f"reasoning.{key}")
+    effort = reasoning.get("effort")
+    if effort in (None, "none", "minimal"):
+        return None
+    if not isinstance(effort, str) or effort not in THINKING_BUDGETS:
+        raise InvalidRequest("'reasoning.effort' must be none, minimal, low, medium, high, xhigh or max.",
+                             param="reasoning.effort")
+    return THINKING_BUDGETS[effort]
+
+
+def _check_thinking_compatible(request: dict) -> None:
+    """Reject options Claude refuses with thinking on: clearer here than as the upstream's 400."""
+    if request.get("temperature", 1) != 1:
+        raise InvalidRequest("'temperature' must be 1 (or absent) when 'reasoning.effort' turns on Claude's "
+                             "thinking.", param="temperature")
+    if not 0.95 <= request.get("top_p", 1) <= 1:
+        raise InvalidRequest("'top_p' must be 0.95-1 (or absent) when 'reasoning.effort' turns on Claude's "
+                             "thinking.", param="top_p")
+    if (request.get("tool_choice") or {}).get("type") in ("any", "tool"):
+        raise InvalidRequest("'tool_choice' cannot force a tool call when 'reasoning.effort' turns on "
+                             "Claude's thinking; use \"auto\" or drop reasoning.", param="tool_choice")
+
+
+def _input(value: object) -> tuple[list[dict], list[tuple[str, dict]], list[tuple[str, object]]]:
+    """System blocks, (role, block) entries in input order, and tools from additional_tools items."""
+    if isinstance(value, str):
+        return [], [("user", _text(value))] if value else [], []
+    if not isinstance(value, list):
+        raise InvalidRequest("'input' must be a string or an array of items.", param="input")
+    system: list[dict] = []
+    entries: list[tuple[str, dict]] = []
+    tools: list[tuple[str, object]] = []
+    for at, item in _listed(value, "input"):
+        if not isinstance(item, dict):
+            raise InvalidRequest(f"'{at}' must be an object.", param=at)
+        kind = _kind(item, "message")
+        if kind == "message":
+            role = item.get("role")
+            if role not in ("user", "assistant", "developer", "system"):
+                raise InvalidRequest(f"'{at}.role' must be user, assistant, developer or system.",
+                                     param=f"{at}.role")
+            blocks = _parts(item.get("content"), f"{at}.content", images=role == "user")
+            if role in ("developer", "system"):
+                system.extend(blocks)
+            else:
+                entries.extend((role, block) for block in blocks)
+        elif kind == "function_call":
+            entries.append(("assistant", _tool_use(item, at)))
+        elif kind == "function_call_output":
+            entries.append(("user", _tool_result(item, at)))
+        elif kind == "reasoning":
+            block = _unseal(item.get("encrypted_content"), f"{at}.encrypted_content")
+            if block is not None:
+                entries.append(("assistant", block))
+        elif kind == "additional_tools":
+            tools.extend(_listed(item.get("tools"), f"{at}.tools"))
+        else:
+            raise InvalidRequest(f"Input item type '{kind}' is not supported for Claude models.",
+                                 param=f"{at}.type")
+    return system, entries, tools
+
+
+def _parts(content: object, param: str, *, images: bool) -> list[dict]:
+    """Message or tool-output content as text and image blocks, empty text left out."""
+    if isinstance(content, str):
+        return [_text(content)] if content else []
+    if not isinstance(content, list):
+        raise InvalidRequest(f"'{param}' must be a string or an array of content parts.", param=param)
+    blocks = []
+    for at, part in _listed(content, param):
+        kind = _kind(part)
+        if kind in ("input_text", "output_text", "refusal"):
+            text = part.get("refusal" if kind == "refusal" else "text")
+            if not isinstance(text, str):
+                raise InvalidRequest(f"'{at}' needs its text as a string.", param=at)
+            if text:
+                blocks.append(_text(text))
+        elif kind == "input_image" and images:
+            blocks.append(_image(part, at))
+        elif kind == "input_image":
+            raise InvalidRequest("Images are supported only in user messages and function_call_output.",
+                                 param=at)
+        else:
+            raise InvalidRequest(f"Content part type '{kind}' is not supported for Claude models.", param=at)
+    return blocks
+
+
+def _image(part: dict, at: str) -> dict:
+    """An input_image part as an image block (base64 from a data URL, or a URL source)."""
+    if part.get("file_id") is not None:
+        raise InvalidRequest("input_image with 'file_id' is not supported: PageGrid stores no files; send "
+                             "'image_url' as a data: or https: URL.", param=f"{at}.file_id")
+    url = part.get("image_url")
+    if isinstance(url, str) and url.startswith("data:"):
+        header, comma, data = url[5:].partition(",")
+        params = header.split(";")
+        media_type = params[0].lower()
+        if comma and data and params[-1] == "base64" and media_type in _IMAGE_TYPES:
+            return {"type": "image", "source": {"type": "base64", "media_type": media_type, "data": data}}
+        raise InvalidRequest("An image data URL must be base64 image/jpeg, image/png, image/gif or "
+                             "image/webp.", param=f"{at}.image_url")
+    if isinstance(url, str) and url.startswith(("https://", "http://")):
+        return {"type": "image", "source": {"type": "url", "url": url}}
+    raise InvalidRequest("input_image needs 'image_url' as a data: or https: URL.", param=f"{at}.image_url")
+
+
+def _required_str(item: dict, key: str, at: str) -> str:
+    """``item[key]`` as a non-empty string, else a 400 naming it."""
+    value = item.get(key)
+    if not isinstance(value, str) or not value:
+        raise InvalidRequest(f"'{at}.{key}' must be a non-empty string.", param=f"{at}.{key}")
+    return value
+
+
+def _tool_use(item: dict, at: str) -> dict:
+    """A function_call item as a tool_use block."""
+    call_id, name = _required_str(item, "call_id", at), _required_str(item, "name", at)
+    arguments = item.get("arguments")
+    try:
+        parsed = json.loads(arguments) if isinstance(arguments, str) else None
+    except ValueError:
+        parsed = None
+    if not isinstance(parsed, dict):
+        raise InvalidRequest(f"'{at}.arguments' must be a JSON object encoded as a string.",
+                             param=f"{at}.arguments")
+    return {"type": "tool_use", "id": call_id, "name": name, "input": parsed}
+
+
+def _tool_result(item: dict, at: str) -> dict:
+    """A function_call_output item as a tool_result block."""
+    block = {"type": "tool_result", "tool_use_id": _required_str(item, "call_id", at)}
+    output = item.get("output")
+    content: object = output if isinstance(output, str) else _parts(output, f"{at}.output", images=True)
+    if content:
+        block["content"] = content
+    return block
+
+
+def _unseal(value: object, at: str) -> dict | None:
+    """The thinking block PageGrid sealed into ``encrypted_content``; None if it is not ours."""
+    if not isinstance(value, str) or not value.startswith(THINKING_PREFIX):
+        return None
+    try:
+        block = json.loads(base64.urlsafe_b64decode(value[len(THINKING_PREFIX):]))
+    except ValueError:
+        block = None
+    fields = {"thinking": ("type", "thinking", "signature"), "redacted_thinking": ("type", "data")}
+    keys = fields.get(_kind(block) or "")
+    if keys is None or set(block) != set(keys) or not all(isinstance(block[k], str) for k in keys):
+        raise InvalidRequest("This reasoning item's encrypted_content was altered; send it back as it was "
+                             "received.", param=at)
+    return block
+
+
+def _turns(entries: list[tuple[str, dict]]) -> list[dict]:
+    """Entries as alternating turns; a user turn starts with its tool results, as Claude requires."""
+    messages: list[dict] = []
+    for role, block in entries:
+        if messages and messages[-1]["role"] == role:
+            messages[-1]["content"].append(block)
+        else:
+            messages.append({"role": role, "content": [block]})
+    for message in messages:
+        if message["role"] == "user":
+            message["content"].sort(key=lambda block: block["type"] != "tool_result")
+    return messages
+
+
+def _tool_turn_lacks_thinking(messages: list[dict]) -> bool:
+    """Whether a tool-use turn is under way whose first assistant message has no thinking block.
+
+    Claude refuses such a request while thinking is on: the turn's thinking must come back signed.
+    """
+    def has_results(message: dict) -> bool:
+        """Whether a message carries tool results."""
+        return any(block["type"] == "tool_result" for block in message["content"])
+
+    if not messages or messages[-1]["role"] != "user" or not has_results(messages[-1]):
+        return False
+    start = next((i + 1 for i in range(len(messages) - 1, -1, -1)
+                  if messages[i]["role"] == "user" and not has_results(messages[i])), 0)
+    first = next((m for m in messages[start:] if m["role"] == "assistant"), None)
+    return first is not None and first["content"][0]["type"] not in ("thinking", "redacted_thinking")
+
+
+def _tools(tools: list[tuple[str, object]], notes: list[str]) -> tuple[list[dict], set[str]]:
+    """Anthropic tools, and the names of the tools dropped because Claude cannot run them here."""
+    result: list[dict] = []
+    dropped: set[str] = set()
+    for at, tool in tools:
+        kind = _kind(tool)
+        if kind in DROPPED_TOOL_TYPES:
+            name = tool.get("name") or tool.get("server_label")
+            name = name if isinstance(name, str) else ""
+            dropped.add(name or kind)
+            dropped.update(inner["name"] for inner in tool.get("tools") or ()
+                           if isinstance(inner, dict) and isinstance(inner.get("name"), str))
+            notes.append(f"dropped tool {kind}{' ' + name if name else ''}: Claude cannot run it here")
+            continue
+        if kind != "function":
+            raise InvalidRequest(f"Tool type '{kind}' is not supported for Claude models.",
+                                 param=f"{at}.type")
+        name = _required_str(tool, "name", at)
+        if any(existing["name"] == name for existing in result):
+            raise InvalidRequest(f"Tool name '{name}' is used twice.", param=f"{at}.name")
+        schema = tool.get("parameters")
+        if schema is not None and not isinstance(schema, dict):
+            raise InvalidRequest(f"'{at}.parameters' must be a JSON Schema object.", param=f"{at}.parameters")
+        converted: dict = {"name": name}
+        if isinstance(tool.get("description"), str) and tool["description"]:
+            converted["description"] = tool["description"]
+        converted["input_schema"] = schema if schema is not None else dict(_EMPTY_SCHEMA)
+        if tool.get("strict") is True:
+            converted["strict"] = True
+        result.append(converted)
+    return result, dropped
+
+
+def _tool_choice(choice: object, tools: list[dict], dropped: set[str], parallel: object,
+                 notes: list[str]) -> dict | None:
+    """``tool_choice`` and ``parallel_tool_calls`` as Anthropic's tool_choice, or None."""
+    simple = {"auto": "auto", "none": "none", "required": "any"}
+    mapped: dict | None
+    if choice is None:
+        mapped = None
+    elif isinstance(choice, str) and choice in simple:
+        mapped = {"type": simple[choice]}
+    elif _kind(choice) == "function":
+        name = choice.get("name")
+        if any(tool["name"] == name for tool in tools):
+            mapped = {"type": "tool", "name": name}
+        elif isinstance(name, str) and name in dropped:
+            notes.append(f"dropped tool_choice: it names {name}, a tool Claude cannot run here")
+            mapped = None
+        else:
+            raise InvalidRequest(f"'tool_choice' names '{name}', which is not a function in 'tools'.",
+                                 param="tool_choice")
+    elif _kind(choice) in DROPPED_TOOL_TYPES:
+        notes.append(f"dropped tool_choice: it names {choice['type']}, a tool Claude cannot run here")
+        mapped = None
+    else:
+        raise InvalidRequest("'tool_choice' must be auto, none, required or a function; allowed_tools is "
+                             "not supported for Claude models.", param="tool_choice")
+    if not tools:
+        if mapped and mapped["type"] in ("any", "tool"):
+            notes.append("dropped tool_choice: no tools Claude can run remain")
+        return None
+    if parallel is False and (mapped is None or mapped["type"] != "none"):
+        mapped = {**(mapped or {"type": "auto"}), "disable_parallel_tool_use": True}
+    return mapped
