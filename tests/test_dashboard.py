@@ -38,7 +38,8 @@ def customer(app, wallets, browser):
 
 def new_key(browser: Browser, name: str = "laptop", **fields) -> str:
     page = browser.post("/keys", {"name": name, "rpm": 60, "daily_request_limit": 0,
-                                  "monthly_token_limit": 0, **fields}, token_from="/keys")
+                                  "monthly_token_limit": 0, **fields}, token_from="/keys",
+                        follow_redirects=True)
     assert page.status_code == 200
     return SECRET.search(page.get_data(as_text=True)).group(1)
 
@@ -88,7 +89,7 @@ def test_key_is_shown_once_and_works(customer, client, fake_upstream):
     secret = new_key(browser, allowed_models=["claude-haiku-4-5-20251001"])
     assert call(client, secret) == 200
     listing = browser.get("/keys").get_data(as_text=True)
-    assert secret not in listing
+    assert secret not in listing  # shown once: the next visit no longer has it
     assert f"{secret[:7]}\u2026{secret[-4:]}" in listing
     assert "claude-haiku-4-5-20251001" in listing
     opus = client.post("/v1/messages", json={**BODY, "model": "claude-opus-4-8"},
@@ -101,7 +102,7 @@ def test_revoke_and_rotate(app, customer, client):
     secret = new_key(browser)
     with app.app_context():
         key_id = db.session.scalar(select(ApiKey.id).where(ApiKey.last4 == secret[-4:]))
-    rotated = browser.post(f"/keys/{key_id}/rotate", token_from="/keys")
+    rotated = browser.post(f"/keys/{key_id}/rotate", token_from="/keys", follow_redirects=True)
     fresh = SECRET.search(rotated.get_data(as_text=True)).group(1)
     assert fresh != secret
     assert call(client, secret) == 401

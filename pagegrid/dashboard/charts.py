@@ -12,7 +12,7 @@ from markupsafe import escape
 def bar_chart(points: Sequence[tuple[str, int]], *, describe: Callable[[int], str], title: str,
               width: int = 720, height: int = 200, every: int = 5) -> Markup:
     """Bars for ``(label, value)`` points; ``describe`` renders a value for tooltips and the axis."""
-    top, bottom, left = 16, 28, 64
+    top, bottom, left = 16, 28, 84
     plot_w, plot_h = width - left - 8, height - top - bottom
     peak = max((v for _, v in points), default=0) or 1
     slot = plot_w / max(len(points), 1)

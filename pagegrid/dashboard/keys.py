@@ -8,6 +8,7 @@ from flask import flash
 from flask import redirect
 from flask import render_template
 from flask import request
+from flask import session
 from flask import url_for
 from flask_login import current_user
 from flask_login import login_required
@@ -45,19 +46,25 @@ def _base_url() -> str:
 @bp.route("/keys", methods=["GET", "POST"])
 @login_required
 def keys():  # noqa: ANN201 - a page
-    """The key list and the form for a new key; a new key's secret is shown on this response only."""
+    """The key list and the form for a new key.
+
+    A new secret goes through the session to the page the POST redirects to, and is removed
+    from it there: it is shown once, and reloading the page neither shows it again nor
+    creates another key.
+    """
     form = _with_model_choices(NewKeyForm())
-    secret = None
     if form.validate_on_submit():
         _, secret = create_key(current_user, name=form.name.data.strip(), rpm=form.rpm.data,
                                daily_request_limit=form.daily_request_limit.data or 0,
                                monthly_token_limit=form.monthly_token_limit.data or 0,
                                allowed_models=list(form.allowed_models.data or []))
-        form = _with_model_choices(NewKeyForm(formdata=None))
-    elif request.method == "POST":
+        session["new_secret"] = (secret, False)
+        return redirect(url_for("dashboard.keys"))
+    if request.method == "POST":
         flash("The key was not created: check the fields below.", "error")
+    secret, rotated = session.pop("new_secret", (None, False))
     return render_template("dashboard/keys.html", form=form, page=_key_page(), secret=secret,
-                           base_url=_base_url())
+                           rotated=rotated, base_url=_base_url())
 
 
 def _key_page():  # noqa: ANN202 - a Pagination
@@ -83,9 +90,8 @@ def key_rotate(key_id: int):  # noqa: ANN201
     key = _own_key(key_id)
     if key.revoked_at is not None:
         abort(404)
-    secret = rotate_key(key)
-    return render_template("dashboard/keys.html", form=_with_model_choices(NewKeyForm(formdata=None)),
-                           page=_key_page(), secret=secret, rotated=True, base_url=_base_url())
+    session["new_secret"] = (rotate_key(key), True)
+    return redirect(url_for("dashboard.keys"))
 
 
 @bp.route("/keys/<int:key_id>/edit", methods=["GET", "POST"])

@@ -23,7 +23,7 @@ def usage() -> str:
     spend_chart = bar_chart([(d["day"], d["spend_nanos"]) for d in days], title="Spend per day",
                             describe=lambda v: usd(v, 4))
     token_chart = bar_chart([(d["day"], d["tokens"]) for d in days], title="Tokens per day",
-                            describe=lambda v: f"{v:,} tokens")
+                            describe=lambda v: f"{v:,}")
     return render_template("dashboard/usage.html", days=days, totals=totals, spend_chart=spend_chart,
                            token_chart=token_chart, by_model=ledger.usage_by(current_user.id, "model", DAYS),
                            by_key=ledger.usage_by(current_user.id, "key", DAYS), window=DAYS)
