@@ -91,13 +91,14 @@ class FakeUpstream:
     def __init__(self) -> None:
         self.requests: list[Recorded] = []
         self._script: deque = deque()
-        self.default = lambda req: Response(json.dumps(message()), mimetype="application/json")
         self.url = ""
+        self.reset()
 
     def reset(self) -> None:
-        """Forget scripts and recorded requests."""
+        """Forget scripts and recorded requests; answer unscripted requests with a plain message."""
         self.requests.clear()
         self._script.clear()
+        self.default = lambda req: Response(json.dumps(message()), mimetype="application/json")
 
     # scripting --------------------------------------------------------------------------
     def reply(self, body: dict, status: int = 200, headers: dict | None = None) -> None:
@@ -247,3 +248,17 @@ def openai_response_events(response: dict) -> list[bytes]:
     ]
     return [f"event: {e['type']}\ndata: {json.dumps({**e, 'sequence_number': i})}\n\n".encode()
             for i, e in enumerate(events)]
+
+
+def json_response(body: dict, status: int = 200) -> Response:
+    """A JSON answer, for ``FakeUpstream.default`` handlers."""
+    return Response(json.dumps(body), status=status, mimetype="application/json")
+
+
+def sse_response(events: list[dict], delay: float = 0.0) -> Response:
+    """An Anthropic SSE answer sent event by event, for ``FakeUpstream.default`` handlers."""
+    def body():
+        for event in events:
+            time.sleep(delay)
+            yield sse(event)
+    return Response(body(), mimetype="text/event-stream")

@@ -21,6 +21,7 @@ from pagegrid.models import ApiKey
 from pagegrid.models import Hold
 from pagegrid.models import utcnow
 from pagegrid.translate.usage import Usage
+from tests.fake_upstream import json_response
 from tests.fake_upstream import message
 from tests.fake_upstream import stream_events
 
@@ -116,11 +117,8 @@ def test_concurrent_burst_overdraft_stays_within_one_hold(app, live_server, wall
         return requests.post(f"{live_server}/v1/messages", json=body, timeout=30,
                              headers={"x-api-key": key}).status_code
 
-    try:
-        with ThreadPoolExecutor(50) as pool:
-            statuses = list(pool.map(call, range(50)))
-    finally:
-        fake_upstream.default = lambda req: _json(message())
+    with ThreadPoolExecutor(50) as pool:
+        statuses = list(pool.map(call, range(50)))
 
     ok = statuses.count(200)
     assert statuses.count(402) == 50 - ok
@@ -135,14 +133,9 @@ def test_concurrent_burst_overdraft_stays_within_one_hold(app, live_server, wall
     wallets.assert_consistent(user_id)
 
 
-def _json(body: dict):
-    from werkzeug import Response
-    return Response(json.dumps(body), mimetype="application/json")
-
-
 def _slow_json(body: dict):
     time.sleep(0.3)
-    return _json(body)
+    return json_response(body)
 
 
 def test_client_disconnect_charges_what_was_seen_once(app, sdk, funded, wallets, fake_upstream):
@@ -191,7 +184,7 @@ def test_hold_blocks_when_balance_is_reserved(client, wallets, fake_upstream):
     def slow(req):
         started.set()
         time.sleep(0.5)
-        return _json(message(model="claude-opus-4-8"))
+        return json_response(message(model="claude-opus-4-8"))
 
     fake_upstream.respond_with(slow)
     big = {"model": "claude-opus-4-8", "max_tokens": 1000,

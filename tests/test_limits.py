@@ -19,6 +19,7 @@ from sqlalchemy import select
 from pagegrid import clock
 from pagegrid.extensions import db
 from pagegrid.models import KeyUsage
+from tests.fake_upstream import json_response
 from tests.fake_upstream import message
 from tests.test_live import start_gunicorn
 
@@ -137,7 +138,7 @@ def test_count_tokens_does_not_use_the_request_budget(short_window, live_server,
                                                       fake_upstream):
     user_id = wallets.user("1")
     key = wallets.key(user_id, rpm=10)
-    fake_upstream.default = lambda req: _json({"input_tokens": 5})
+    fake_upstream.default = lambda req: json_response({"input_tokens": 5})
     barrier = threading.Barrier(20)
 
     def count(_: int) -> int:
@@ -145,11 +146,8 @@ def test_count_tokens_does_not_use_the_request_budget(short_window, live_server,
         return requests.post(f"{live_server}/v1/v1/messages/count_tokens?beta=true", timeout=20,
                              json={"model": "claude-opus-4-8", "messages": []},
                              headers={"x-api-key": key}).status_code
-    try:
-        with ThreadPoolExecutor(20) as pool:
-            codes = list(pool.map(count, range(20)))
-    finally:
-        fake_upstream.default = lambda req: _json(message())
+    with ThreadPoolExecutor(20) as pool:
+        codes = list(pool.map(count, range(20)))
     assert codes == [200] * 20
     fake_upstream.reply(message())
     first = requests.post(f"{live_server}/v1/messages", json=BODY, headers={"x-api-key": key}, timeout=20)
@@ -178,12 +176,6 @@ def test_sdk_without_retries_sees_429(short_window, sdk, wallets):
     retry = int(info.value.response.headers["retry-after"])
     assert 1 <= retry <= math.ceil(WINDOW)
 
-
-def _json(body: dict):
-    import json
-
-    from werkzeug import Response
-    return Response(json.dumps(body), mimetype="application/json")
 
 
 def test_limits_are_editable_without_changing_the_key(short_window, client, runner, wallets):

@@ -17,6 +17,7 @@ import requests
 
 from tests.conftest import UPSTREAM_KEY
 from tests.fake_upstream import message
+from tests.fake_upstream import sse_response
 from tests.fake_upstream import stream_events
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -117,19 +118,17 @@ def test_disconnect_under_gevent_settles_once(gunicorn, funded, wallets, fake_up
 
 def test_many_streams_share_one_worker(gunicorn, funded, wallets, fake_upstream):
     user_id, key = funded
-    fake_upstream.default = lambda req: _stream_response(message("one two three", input_tokens=3))
+    events = stream_events(message("one two three", input_tokens=3))
+    fake_upstream.default = lambda req: sse_response(events, 0.1)
     results = []
-    try:
-        threads = [threading.Thread(target=lambda: results.append(_event_times(gunicorn, key)))
-                   for _ in range(30)]
-        start = time.monotonic()
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        elapsed = time.monotonic() - start
-    finally:
-        fake_upstream.default = lambda req: _json_response(message())
+    threads = [threading.Thread(target=lambda: results.append(_event_times(gunicorn, key)))
+               for _ in range(30)]
+    start = time.monotonic()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    elapsed = time.monotonic() - start
     assert len(results) == 30
     # Each stream takes ~1 s upstream; served concurrently by one gevent worker, not one by one.
     assert elapsed < 6, elapsed
@@ -145,46 +144,25 @@ def test_a_blocked_query_does_not_stall_other_streams(request, gunicorn, databas
         pytest.skip("SQLite has no row locks to wait on; the PostgreSQL run proves this")
     blocked_user, streaming_user = wallets.user("5"), wallets.user("5")
     blocked_key, streaming_key = wallets.key(blocked_user), wallets.key(streaming_user)
-    fake_upstream.default = lambda req: _stream_response(message("p q r s t u v w", input_tokens=3))
+    events = stream_events(message("p q r s t u v w", input_tokens=3))
+    fake_upstream.default = lambda req: sse_response(events, 0.1)
     plain_url = database_url.replace("+psycopg", "")
-    try:
-        with psycopg.connect(plain_url) as locker:
-            locker.execute("SELECT 1 FROM users WHERE id = %s FOR UPDATE", (blocked_user,))
-            blocked = threading.Thread(target=_event_times, args=(gunicorn, blocked_key))
-            blocked.start()
-            time.sleep(0.3)  # the blocked request is now waiting inside its UPDATE
-            times, data = _event_times(gunicorn, streaming_key)
-            assert b"message_stop" in data
-            assert times[-1] < 3, times
-            assert blocked.is_alive()
-            locker.rollback()
-        blocked.join(10)
-        assert not blocked.is_alive()
-        wallets.wait_settled(blocked_user)
-        wallets.wait_settled(streaming_user)
-    finally:
-        fake_upstream.default = lambda req: _json_response(message())
+    with psycopg.connect(plain_url) as locker:
+        locker.execute("SELECT 1 FROM users WHERE id = %s FOR UPDATE", (blocked_user,))
+        blocked = threading.Thread(target=_event_times, args=(gunicorn, blocked_key))
+        blocked.start()
+        time.sleep(0.3)  # the blocked request is now waiting inside its UPDATE
+        times, data = _event_times(gunicorn, streaming_key)
+        assert b"message_stop" in data
+        assert times[-1] < 3, times
+        assert blocked.is_alive()
+        locker.rollback()
+    blocked.join(10)
+    assert not blocked.is_alive()
+    wallets.wait_settled(blocked_user)
+    wallets.wait_settled(streaming_user)
     wallets.assert_consistent(blocked_user)
     wallets.assert_consistent(streaming_user)
-
-
-def _stream_response(msg: dict):
-    from werkzeug import Response
-
-    from tests.fake_upstream import sse
-
-    def body():
-        for event in stream_events(msg):
-            time.sleep(0.1)
-            yield sse(event)
-    return Response(body(), mimetype="text/event-stream")
-
-
-def _json_response(body: dict):
-    import json
-
-    from werkzeug import Response
-    return Response(json.dumps(body), mimetype="application/json")
 
 
 def test_websocket_upgrade_gets_426_from_gunicorn(gunicorn):
