@@ -1,13 +1,333 @@
-"""Admin views (placeholder until the console lands)."""
+"""The admin console: users and wallets, top-up codes, the model catalog, upstream accounts."""
 
 from __future__ import annotations
 
-from flask import abort
+from datetime import UTC
+from datetime import datetime
+from datetime import time
+from datetime import timedelta
 
+from flask import current_app
+from flask import flash
+from flask import redirect
+from flask import render_template
+from flask import request
+from flask import url_for
+from flask_login import current_user
+from flask_sqlalchemy.pagination import Pagination
+from sqlalchemy import Select
+from sqlalchemy import func
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from werkzeug.security import generate_password_hash
+from werkzeug.wrappers import Response
+from wtforms.validators import DataRequired
+
+from pagegrid import billing
+from pagegrid import ledger
 from pagegrid.admin import bp
+from pagegrid.admin.forms import PROVIDERS
+from pagegrid.admin.forms import CreditForm
+from pagegrid.admin.forms import ModelForm
+from pagegrid.admin.forms import NewUserForm
+from pagegrid.admin.forms import ResetPasswordForm
+from pagegrid.admin.forms import TopUpCodeForm
+from pagegrid.admin.forms import UpstreamForm
+from pagegrid.admin.forms import UserSearchForm
+from pagegrid.cli import create_user
+from pagegrid.extensions import db
+from pagegrid.models import ApiKey
+from pagegrid.models import CatalogModel
+from pagegrid.models import TopUpCode
+from pagegrid.models import Upstream
+from pagegrid.models import User
+from pagegrid.models import utcnow
 
+PER_PAGE = 50
+PRICE_FIELDS = ("input", "output", "cache_write", "cache_write_1h", "cache_read")
+
+
+def _page(query: Select, param: str = "page", per_page: int = PER_PAGE) -> Pagination:
+    return db.paginate(query, page=request.args.get(param, 1, type=int), per_page=per_page,
+                       error_out=False)
+
+
+def _aware(moment: datetime | None) -> datetime | None:
+    # SQLite hands timestamps back without their zone; they were stored in UTC.
+    return moment.replace(tzinfo=UTC) if moment is not None and moment.tzinfo is None else moment
+
+
+def _form_failed() -> None:
+    flash("Nothing was saved: check the fields marked below.", "error")
+
+
+# Users ----------------------------------------------------------------------------------------
 
 @bp.get("/")
 def users() -> str:
-    """The user list."""
-    abort(404)
+    """Every account, newest first, searchable by email."""
+    form = UserSearchForm(request.args)
+    query = select(User).order_by(User.created_at.desc(), User.id.desc())
+    needle = (form.q.data or "").strip().lower() if form.validate() else ""
+    if needle:
+        query = query.where(User.email.contains(needle, autoescape=True))
+    return render_template("admin/users.html", form=form, page=_page(query),
+                           query={"q": needle} if needle else {})
+
+
+@bp.route("/users/new", methods=["GET", "POST"])
+def user_new() -> str | Response:
+    """Create an account with an initial password."""
+    form = NewUserForm()
+    if form.validate_on_submit():
+        email = form.email.data.strip().lower()
+        if db.session.scalar(select(User.id).where(User.email == email)) is None:
+            try:
+                user = create_user(email, form.password.data, form.admin.data)
+            except IntegrityError:  # created by someone else a moment ago
+                db.session.rollback()
+            else:
+                flash(f"Created {'admin ' if user.is_admin else ''}account {user.email}.", "success")
+                return redirect(url_for("admin.user_detail", user_id=user.id))
+        form.email.errors.append("An account with this email exists already.")
+    if form.errors:
+        _form_failed()
+    return render_template("admin/user_new.html", form=form)
+
+
+def _user_or_404(user_id: int) -> User:
+    return db.get_or_404(User, user_id, description="There is no such user.")
+
+
+def _render_user(user: User, *, credit_form: CreditForm | None = None,
+                 password_form: ResetPasswordForm | None = None) -> str:
+    keys = _page(select(ApiKey).where(ApiKey.user_id == user.id)
+                 .order_by(ApiKey.revoked_at.is_not(None), ApiKey.created_at.desc(), ApiKey.id.desc()),
+                 param="keys_page", per_page=20)
+    entries = ledger.history(user.id, ledger.Filters(), page=request.args.get("page", 1, type=int),
+                             per_page=PER_PAGE)
+    now = utcnow()
+    expired = {k.id for k in keys.items if k.expires_at is not None and _aware(k.expires_at) <= now}
+    return render_template(
+        "admin/user.html", user=user, keys=keys, expired=expired, entries=entries,
+        labels=ledger.key_labels(user.id), ledger_sum=billing.ledger_sum(user.id),
+        credit_form=credit_form or CreditForm(formdata=None),
+        password_form=password_form or ResetPasswordForm(formdata=None))
+
+
+@bp.get("/users/<int:user_id>")
+def user_detail(user_id: int) -> str:
+    """One account: wallet, keys, ledger, and the operator's actions."""
+    return _render_user(_user_or_404(user_id))
+
+
+@bp.post("/users/<int:user_id>/<any(enable, disable):action>")
+def user_active(user_id: int, action: str) -> Response:
+    """Enable or disable an account: a disabled one cannot log in and its keys get 401."""
+    user = _user_or_404(user_id)
+    if user.id == current_user.id and action == "disable":
+        flash("You cannot disable your own account.", "error")
+    else:
+        user.active = action == "enable"
+        db.session.commit()
+        flash(f"{user.email} is {'enabled' if user.active else 'disabled'}.", "success")
+    return redirect(url_for("admin.user_detail", user_id=user.id))
+
+
+@bp.post("/users/<int:user_id>/password")
+def user_password(user_id: int) -> str | Response:
+    """Set a new password for the account."""
+    user = _user_or_404(user_id)
+    form = ResetPasswordForm()
+    if not form.validate_on_submit():
+        _form_failed()
+        return _render_user(user, password_form=form)
+    user.password_hash = generate_password_hash(form.new.data)
+    db.session.commit()
+    flash(f"The password of {user.email} was changed.", "success")
+    return redirect(url_for("admin.user_detail", user_id=user.id))
+
+
+@bp.post("/users/<int:user_id>/credit")
+def user_credit(user_id: int) -> str | Response:
+    """Credit or debit the wallet exactly, as one ledger row with the operator's note."""
+    user = _user_or_404(user_id)
+    form = CreditForm()
+    if not form.validate_on_submit():
+        _form_failed()
+        return _render_user(user, credit_form=form)
+    amount = billing.usd_to_nanos(form.amount.data)
+    if form.direction.data == "debit":
+        amount = -amount
+    billing.credit(user.id, amount, form.note.data.strip())
+    balance = db.session.scalar(select(User.balance_nanos).where(User.id == user.id))
+    verb = "Credited" if amount > 0 else "Debited"
+    flash(f"{verb} {billing.format_nanos(abs(amount))} ({'to' if amount > 0 else 'from'} {user.email}). "
+          f"New balance: {billing.format_nanos(balance)}.", "success")
+    return redirect(url_for("admin.user_detail", user_id=user.id))
+
+
+# Top-up codes -----------------------------------------------------------------------------------
+
+@bp.route("/topup-codes", methods=["GET", "POST"])
+def topup_codes() -> str:
+    """Generate a code (shown on this response only) and list the codes by their hint."""
+    form = TopUpCodeForm()
+    code = None
+    if form.validate_on_submit():
+        expires_at = None
+        if form.expires.data:  # valid through the whole UTC day
+            expires_at = datetime.combine(form.expires.data + timedelta(days=1), time.min, tzinfo=UTC)
+        row, code = billing.create_topup_code(billing.usd_to_nanos(form.amount.data),
+                                              note=(form.note.data or "").strip() or None,
+                                              expires_at=expires_at, created_by=current_user.id)
+        flash(f"Top-up code …{row.hint} for {billing.format_nanos(row.amount_nanos)} created.", "success")
+        form = TopUpCodeForm(formdata=None)
+    elif form.errors:
+        _form_failed()
+    page = _page(select(TopUpCode).order_by(TopUpCode.created_at.desc(), TopUpCode.id.desc()))
+    people = {c.redeemed_by for c in page.items} | {c.created_by for c in page.items}
+    emails = dict(db.session.execute(select(User.id, User.email).where(User.id.in_(people - {None}))).all())
+    now = utcnow()
+    rows = [(c, "redeemed" if c.redeemed_at else
+             "expired" if c.expires_at and _aware(c.expires_at) <= now else "open") for c in page.items]
+    return render_template("admin/topup_codes.html", form=form, code=code, page=page, rows=rows,
+                           emails=emails)
+
+
+# Model catalog ----------------------------------------------------------------------------------
+
+@bp.get("/models")
+def models() -> str:
+    """Every catalog model, active or not, with its prices."""
+    page = _page(select(CatalogModel).order_by(CatalogModel.provider, CatalogModel.id))
+    return render_template("admin/models.html", page=page, price=billing.nanos_to_price_per_mtok)
+
+
+def _model_data(model: CatalogModel) -> dict:
+    data = {name: getattr(model, name) for name in (
+        "display_name", "upstream_id", "context_window", "max_output", "vision", "tools", "thinking",
+        "active")}
+    data["aliases"] = ", ".join(model.aliases or [])
+    for name in PRICE_FIELDS:
+        data[name] = billing.nanos_to_price_per_mtok(getattr(model, f"{name}_nanos"))
+    return data
+
+
+def _alias_clashes(model: CatalogModel, aliases: list[str]) -> list[str]:
+    """Aliases that already name another model (by id or alias)."""
+    taken: dict[str, str] = {}
+    for other in db.session.scalars(select(CatalogModel).where(CatalogModel.id != model.id)):
+        for name in (other.id, *(other.aliases or [])):
+            taken.setdefault(name, other.id)
+    return [f"{alias} already names {taken[alias]}." for alias in aliases if alias in taken]
+
+
+@bp.route("/models/<model_id>", methods=["GET", "POST"])
+def model_edit(model_id: str) -> str | Response:
+    """Edit a model's names, limits, flags and prices; /v1/models shows the change at once."""
+    model = db.get_or_404(CatalogModel, model_id, description="There is no such model.")
+    form = ModelForm(data=_model_data(model))
+    if form.validate_on_submit():
+        aliases = [a for a in form.alias_list() if a != model.id]
+        clashes = _alias_clashes(model, aliases)
+        if not clashes:
+            for name in ("display_name", "upstream_id"):
+                setattr(model, name, getattr(form, name).data.strip())
+            for name in ("context_window", "max_output", "vision", "tools", "thinking", "active"):
+                setattr(model, name, getattr(form, name).data)
+            model.aliases = aliases
+            for name in PRICE_FIELDS:
+                setattr(model, f"{name}_nanos", billing.price_per_mtok_to_nanos(getattr(form, name).data))
+            db.session.commit()
+            current_app.extensions["pagegrid.catalog"].invalidate()
+            flash(f"{model.id} saved.", "success")
+            return redirect(url_for("admin.models"))
+        form.aliases.errors.extend(clashes)
+    if form.errors:
+        _form_failed()
+    return render_template("admin/model_edit.html", form=form, model=model)
+
+
+# Upstream accounts ------------------------------------------------------------------------------
+
+def _routes_changed() -> None:
+    # The relay caches routes per process; drop them so the next request reads the table.
+    current_app.extensions["pagegrid.routes"].clear()
+
+
+def _upstream_or_404(upstream_id: int) -> Upstream:
+    return db.get_or_404(Upstream, upstream_id, description="There is no such upstream account.")
+
+
+@bp.get("/upstreams")
+def upstreams() -> str:
+    """Provider accounts (never their keys); the first enabled one per provider takes the traffic."""
+    page = _page(select(Upstream).order_by(Upstream.provider, Upstream.id))
+    in_use = set(db.session.scalars(
+        select(func.min(Upstream.id)).where(Upstream.enabled.is_(True)).group_by(Upstream.provider)))
+    return render_template("admin/upstreams.html", page=page, in_use=in_use,
+                           providers={c.value: c.label for c in PROVIDERS})
+
+
+@bp.route("/upstreams/new", methods=["GET", "POST"])
+def upstream_new() -> str | Response:
+    """Add a provider account."""
+    form = UpstreamForm()
+    if form.validate_on_submit(extra_validators={"api_key": [DataRequired("Enter the account's API key.")]}):
+        db.session.add(Upstream(provider=form.provider.data, name=form.name.data.strip(),
+                                base_url=form.base_url.data.strip().rstrip("/"),
+                                api_key=form.api_key.data.strip(), enabled=form.enabled.data))
+        db.session.commit()
+        _routes_changed()
+        flash(f"Upstream account {form.name.data.strip()} added.", "success")
+        return redirect(url_for("admin.upstreams"))
+    if form.errors:
+        _form_failed()
+    return render_template("admin/upstream_form.html", form=form, upstream=None)
+
+
+@bp.route("/upstreams/<int:upstream_id>/edit", methods=["GET", "POST"])
+def upstream_edit(upstream_id: int) -> str | Response:
+    """Change an account; an empty key field keeps the stored key."""
+    upstream = _upstream_or_404(upstream_id)
+    # Filled field by field: the stored key never reaches the form.
+    form = UpstreamForm(data={"provider": upstream.provider, "name": upstream.name,
+                              "base_url": upstream.base_url, "enabled": upstream.enabled})
+    if form.validate_on_submit():
+        upstream.provider = form.provider.data
+        upstream.name = form.name.data.strip()
+        upstream.base_url = form.base_url.data.strip().rstrip("/")
+        upstream.enabled = form.enabled.data
+        if form.api_key.data.strip():
+            upstream.api_key = form.api_key.data.strip()
+        db.session.commit()
+        _routes_changed()
+        flash(f"Upstream account {upstream.name} saved.", "success")
+        return redirect(url_for("admin.upstreams"))
+    if form.errors:
+        _form_failed()
+    return render_template("admin/upstream_form.html", form=form, upstream=upstream)
+
+
+@bp.post("/upstreams/<int:upstream_id>/<any(enable, disable):action>")
+def upstream_active(upstream_id: int, action: str) -> Response:
+    """Enable or disable an account."""
+    upstream = _upstream_or_404(upstream_id)
+    upstream.enabled = action == "enable"
+    db.session.commit()
+    _routes_changed()
+    flash(f"Upstream account {upstream.name} {action}d.", "success")
+    return redirect(url_for("admin.upstreams"))
+
+
+@bp.post("/upstreams/<int:upstream_id>/delete")
+def upstream_delete(upstream_id: int) -> Response:
+    """Delete an account."""
+    upstream = _upstream_or_404(upstream_id)
+    name = upstream.name
+    db.session.delete(upstream)
+    db.session.commit()
+    _routes_changed()
+    flash(f"Upstream account {name} deleted.", "success")
+    return redirect(url_for("admin.upstreams"))
