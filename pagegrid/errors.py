@@ -8,6 +8,7 @@ Views raise these; the ``api`` blueprint's handlers render them in the dialect o
     ├── InsufficientBalance         402 billing_error
     ├── PermissionDenied            403 permission_error
     ├── NotFound                    404 not_found_error
+    │   └── ModelNotFound           404 not_found_error (OpenAI code model_not_found)
     ├── RequestTooLarge             413 request_too_large
     ├── RateLimited                 429 rate_limit_error
     ├── UpstreamError               502 api_error (or the upstream's own 4xx status and type)
@@ -80,10 +81,15 @@ class PermissionDenied(GatewayError):
 
 
 class NotFound(GatewayError):
-    """Unknown route, or a model that is unknown or inactive."""
+    """Unknown route."""
 
     status = 404
     anthropic_type = openai_type = "not_found_error"
+
+
+class ModelNotFound(NotFound):
+    """A model that is unknown or inactive."""
+
     openai_code = "model_not_found"
 
 

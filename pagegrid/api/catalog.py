@@ -11,7 +11,7 @@ from pagegrid.api.relay import upstream_target
 from pagegrid.billing import nanos_to_price_per_mtok
 from pagegrid.catalog import ModelEntry
 from pagegrid.catalog import catalog
-from pagegrid.errors import NotFound
+from pagegrid.errors import ModelNotFound
 from pagegrid.keys import KeyContext
 from pagegrid.keys import authenticate
 from pagegrid.keys import key_from_headers
@@ -88,4 +88,4 @@ def get_model(model_id: str) -> Response:
     for model in _visible(_optional_key()):
         if model_id == model.id or model_id in model.aliases:
             return jsonify(model_json(model, _upstream_label(model)))
-    raise NotFound(f"model: {model_id} is not available.", param="model")
+    raise ModelNotFound(f"model: {model_id} is not available.", param="model")

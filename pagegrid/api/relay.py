@@ -29,7 +29,7 @@ from pagegrid.catalog import ModelEntry
 from pagegrid.catalog import catalog
 from pagegrid.errors import GatewayError
 from pagegrid.errors import InvalidRequest
-from pagegrid.errors import NotFound
+from pagegrid.errors import ModelNotFound
 from pagegrid.errors import PermissionDenied
 from pagegrid.errors import UpstreamError
 from pagegrid.errors import UpstreamOverloaded
@@ -88,7 +88,7 @@ def resolve_model(name: str, key: KeyContext) -> ModelEntry:
     """The catalog entry a request names, or 404 (unknown/inactive) / 403 (not for this key)."""
     entry = catalog().resolve(name)
     if entry is None:
-        raise NotFound(f"model: {name} is not available. GET /v1/models lists the active models.",
+        raise ModelNotFound(f"model: {name} is not available. GET /v1/models lists the active models.",
                        param="model")
     if key.allowed_models and not ({entry.id, *entry.aliases} & set(key.allowed_models)):
         raise PermissionDenied(f"This API key may not use the model {name}.", param="model")

@@ -1,14 +1,219 @@
-"""Public docs pages (placeholder until the docs land)."""
+"""Public docs pages: ``GET /docs/`` and ``GET /docs/<name>``, one Jinja template per page.
+
+Jinja rather than Markdown: the pages interpolate live values (this deployment's base URL, the
+catalog's models and prices, holds computed by the billing code) and render every code sample through
+one ``snippet`` macro with a stable id, which Markdown could do only with extensions and a second pass.
+"""
 
 from __future__ import annotations
 
+import json
+import re
+from collections.abc import Callable
+
 from flask import abort
+from flask import current_app
+from flask import render_template
+from flask import request
 
+from pagegrid import billing
+from pagegrid import limits
+from pagegrid.api.catalog import model_json
+from pagegrid.api.relay import upstream_target
+from pagegrid.catalog import ModelEntry
+from pagegrid.catalog import catalog
 from pagegrid.dashboard import bp
+from pagegrid.dashboard.forms import KeyLimitsForm
+from pagegrid.translate.usage import Usage
+
+# The left nav: (section, ((page name, title), ...)). A page exists iff it is listed here.
+SECTIONS: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = (
+    ("Start here", (("getting-started", "Getting started"), ("authentication", "Authentication"))),
+    ("Tools", (("claude-code", "Claude Code"), ("codex-cli", "Codex CLI"),
+               ("codex-app", "Codex app & IDE"), ("openclaw", "OpenClaw"))),
+    ("API reference", (("messages", "Messages API"), ("chat-completions", "Chat Completions API"),
+                       ("responses", "Responses API"), ("token-counting", "Token counting"),
+                       ("models", "Models & pricing"), ("errors", "Errors"),
+                       ("rate-limits", "Rate limits"), ("sdk-examples", "SDK examples"))),
+    ("Account", (("wallet", "Wallet & billing"),)),
+)
+TITLES: dict[str, str] = {name: title for _, pages in SECTIONS for name, title in pages}
+ORDER: list[str] = list(TITLES)
+
+KEY_PLACEHOLDER = "pg-your-key-here"
+# Example models the snippets name, if the catalog has them; else its first model of that provider.
+PREFERRED = {"anthropic": "claude-sonnet-4-6", "openai": "gpt-5.4"}
+# Claude Code's default model and the request it sends (see shared/clients captures).
+CLAUDE_CODE_MODEL = "claude-opus-4-8"
+CLAUDE_CODE_BODY_BYTES = 80_000
+CLAUDE_CODE_MAX_TOKENS = 64_000
 
 
-@bp.get("/docs/", defaults={"name": "getting-started"})
+def base_url() -> str:
+    """The URL customers reach this deployment at, without a trailing slash."""
+    configured = current_app.config.get("PAGEGRID_PUBLIC_URL")
+    return (configured or request.host_url).rstrip("/")
+
+
+@bp.app_template_filter("per_mtok")
+def per_mtok(nanos_per_token: int) -> str:
+    """A per-token price as dollars per 1M tokens: ``$1``, ``$1.25``, ``$0.10``, ``$0.125``."""
+    text = billing.nanos_to_price_per_mtok(nanos_per_token)
+    whole, _, cents = text.partition(".")
+    return f"${whole}.{cents.ljust(2, '0')}" if cents else f"${whole}"
+
+
+def exact_usd(nanos: int) -> str:
+    """An exact amount with at least cents and no trailing zeros: ``$0.0123456``, ``$2.00``."""
+    whole, frac = billing.format_nanos(nanos).split(".")
+    return f"{whole}.{frac.rstrip('0').ljust(2, '0')}"
+
+
+def example_model(models: list[ModelEntry], provider: str) -> ModelEntry | None:
+    """The model the snippets use for ``provider``."""
+    mine = [m for m in models if m.provider == provider]
+    return next((m for m in mine if m.id == PREFERRED[provider]), mine[0] if mine else None)
+
+
+def _hold(model: ModelEntry | None, body_bytes: int, max_tokens: int) -> str | None:
+    if model is None:
+        return None
+    return exact_usd(billing.hold_nanos(body_bytes, max_tokens, model.max_output, model.price))
+
+
+def _openclaw_model(model: ModelEntry) -> dict:
+    price = model.price
+    return {"id": model.id, "name": model.display_name, "reasoning": model.thinking,
+            "input": ["text", "image"] if model.vision else ["text"],
+            "contextWindow": model.context_window, "maxTokens": model.max_output,
+            "cost": {"input": _dollars(price.input), "output": _dollars(price.output),
+                     "cacheRead": _dollars(price.cache_read), "cacheWrite": _dollars(price.cache_write)}}
+
+
+def _dollars(nanos_per_token: int) -> int | float:
+    # At most three decimals per 1M tokens, so the float prints exactly.
+    value = float(billing.nanos_to_price_per_mtok(nanos_per_token))
+    return int(value) if value.is_integer() else value
+
+
+# A JSON list or object of scalars only, as json.dumps(indent=2) spreads it over several lines.
+_FLAT = re.compile(r'([\[{])\n\s*((?:(?:"[^"\n]*": )?(?:"[^"\n]*"|[-\d.]+|true|false|null),\n\s*)*'
+                   r'(?:"[^"\n]*": )?(?:"[^"\n]*"|[-\d.]+|true|false|null))\n\s*([\]}])')
+
+
+def _tight_json(value: dict, longest: int = 80) -> str:
+    """Indented JSON with short lists and objects of plain values kept on one line, for snippets."""
+    def join(match: re.Match) -> str:
+        line = match[1] + re.sub(r",\n\s*", ", ", match[2]) + match[3]
+        return line if len(line) <= longest else match[0]
+
+    return _FLAT.sub(join, json.dumps(value, indent=2))
+
+
+def openclaw_config(base: str, models: list[ModelEntry]) -> str:
+    """``~/.openclaw/openclaw.json`` with PageGrid's live catalog as two providers."""
+    providers: dict[str, dict] = {}
+    claude = [_openclaw_model(m) for m in models if m.provider == "anthropic"]
+    gpt = [_openclaw_model(m) for m in models if m.provider == "openai"]
+    if claude:
+        providers["pagegrid"] = {"baseUrl": base, "apiKey": KEY_PLACEHOLDER, "api": "anthropic-messages",
+                                 "models": claude}
+    if gpt:
+        providers["pagegrid-openai"] = {"baseUrl": base + "/v1", "apiKey": KEY_PLACEHOLDER,
+                                        "api": "openai-completions", "models": gpt}
+    config: dict = {"models": {"mode": "merge", "providers": providers}}
+    default = example_model(models, "anthropic")
+    if default is not None:
+        config["agents"] = {"defaults": {"model": {"primary": f"pagegrid/{default.id}"}}}
+    return _tight_json(config)
+
+
+def _wallet_example(model: ModelEntry | None) -> dict | None:
+    """A worked cost example on the example Claude model, computed by the billing code itself."""
+    if model is None:
+        return None
+    counts = {"input": 1_200, "output": 850, "cache_write": 6_000, "cache_write_1h": 2_000,
+              "cache_read": 40_000}
+    price = model.price
+    rows = [("Input", counts["input"], price.input),
+            ("Output", counts["output"], price.output),
+            ("Cache write, 5 minutes", counts["cache_write"], price.cache_write),
+            ("Cache write, 1 hour", counts["cache_write_1h"], price.cache_write_1h),
+            ("Cache read", counts["cache_read"], price.cache_read)]
+    usage = Usage(input_tokens=counts["input"], output_tokens=counts["output"],
+                  cache_creation_input_tokens=counts["cache_write"] + counts["cache_write_1h"],
+                  cache_creation_1h_input_tokens=counts["cache_write_1h"],
+                  cache_read_input_tokens=counts["cache_read"])
+    lines = [(label, tokens, per_mtok(rate), exact_usd(tokens * rate)) for label, tokens, rate in rows]
+    return {"model": model, "counts": counts, "rows": lines,
+            "total": exact_usd(billing.cost_nanos(usage, price))}
+
+
+def _mebibytes(size: int | None) -> str:
+    if not size:
+        return "no fixed limit"
+    return f"{size // 2**20} MiB" if size % 2**20 == 0 else f"{size:,} bytes"
+
+
+def _context(name: str) -> dict:
+    """Everything the pages render: URLs, the live catalog and numbers from the billing rules."""
+    models = catalog().active()
+    claude = example_model(models, "anthropic")
+    gpt = example_model(models, "openai")
+    base = base_url()
+    by_id = {m.id: m for m in models}
+    claude_code_model = by_id.get(CLAUDE_CODE_MODEL, claude)
+    rpm = rpm_default()
+    return {
+        "page": name, "title": TITLES[name], "sections": SECTIONS,
+        "previous": _neighbour(name, -1), "next": _neighbour(name, 1),
+        "base": base, "api_base": base + "/v1", "key": KEY_PLACEHOLDER,
+        "models": models, "claude": claude.id if claude else PREFERRED["anthropic"],
+        "gpt": gpt.id if gpt else PREFERRED["openai"],
+        "claude_models": [m for m in models if m.provider == "anthropic"],
+        "gpt_models": [m for m in models if m.provider == "openai"],
+        "per_mtok": per_mtok,
+        "claude_code_model": claude_code_model,
+        "claude_code_hold": _hold(claude_code_model, CLAUDE_CODE_BODY_BYTES, CLAUDE_CODE_MAX_TOKENS),
+        "small_hold": _hold(claude, 2_000, 1_024),
+        "gpt_no_max_hold": _hold(gpt, 2_000, gpt.max_output if gpt else 0),
+        "wallet_example": _wallet_example(claude),
+        "rpm_default": rpm,
+        "count_tokens_budget": max(limits.COUNT_TOKENS_MINIMUM, limits.COUNT_TOKENS_MULTIPLIER * rpm),
+        "count_tokens_multiplier": limits.COUNT_TOKENS_MULTIPLIER,
+        "count_tokens_minimum": limits.COUNT_TOKENS_MINIMUM,
+        "max_body": _mebibytes(current_app.config.get("MAX_CONTENT_LENGTH")),
+        "extra": PAGE_EXTRAS.get(name, lambda base, models: {})(base, models),
+    }
+
+
+def rpm_default() -> int:
+    """The requests-per-minute limit the key form offers a new key."""
+    return KeyLimitsForm.rpm.kwargs["default"]
+
+
+def _neighbour(name: str, step: int) -> tuple[str, str] | None:
+    index = ORDER.index(name) + step
+    return (ORDER[index], TITLES[ORDER[index]]) if 0 <= index < len(ORDER) else None
+
+
+def _models_extra(base: str, models: list[ModelEntry]) -> dict:
+    if not models:
+        return {"model_json": None}
+    first = models[0]
+    return {"model_json": _tight_json(model_json(first, upstream_target(first.provider).provider))}
+
+
+PAGE_EXTRAS: dict[str, Callable[[str, list[ModelEntry]], dict]] = {
+    "openclaw": lambda base, models: {"openclaw_config": openclaw_config(base, models)},
+    "models": _models_extra,
+}
+
+
+@bp.get("/docs/")
 @bp.get("/docs/<name>")
-def docs(name: str) -> str:
-    """One docs page."""
-    abort(404)
+def docs(name: str = ORDER[0]) -> str:
+    """One public docs page (no login); ``/docs/`` is the first page, unknown names are 404."""
+    if name not in TITLES:
+        abort(404)
+    return render_template(f"docs/{name}.html", **_context(name))
