@@ -190,3 +190,19 @@ def test_limits_are_editable_without_changing_the_key(short_window, client, runn
     assert result.exit_code == 0, result.output
     assert post(client, key).status_code == 403  # haiku is no longer allowed
     assert post(client, key, {**BODY, "model": "claude-opus-4-8"}).status_code == 200
+
+
+@pytest.mark.parametrize("path, body", [
+    ("/v1/messages", {**BODY, "model": "gpt-5.4"}),
+    ("/v1/chat/completions", {"model": "claude-opus-4-8", "messages": [{"role": "user", "content": "hi"}]}),
+    ("/v1/responses", {"model": "gpt-5.5", "input": "hi"}),
+])
+def test_allow_list_refuses_other_models_in_every_dialect(client, wallets, fake_upstream, path, body):
+    user_id = wallets.user("1")
+    key = wallets.key(user_id, allowed_models=["claude-haiku-4-5"])
+    response = client.post(path, json=body, headers={"Authorization": f"Bearer {key}"})
+    assert response.status_code == 403
+    error = response.json["error"]
+    assert error["type"] == "permission_error"
+    assert fake_upstream.requests == []
+    wallets.assert_consistent(user_id)
