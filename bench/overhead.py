@@ -135,12 +135,12 @@ def measure(fake: fu.FakeUpstream, gateway_url: str, key: str, n: int, warmup: i
             got: dict[str, list[tuple[float, float]]] = {name: [] for name in targets}
             for i in range(warmup + n):
                 if i == warmup:
-                    fake.reset()  # FakeUpstream records every request: keep memory flat
+                    fake.requests.clear()  # FakeUpstream records every request: keep memory flat
                 for name, (url, where) in targets.items():
                     sample = timed(client, url, headers, body, where)
                     if i >= warmup:
                         got[name].append(sample)
-            fake.reset()
+            fake.requests.clear()
             res: dict = {name: ms([s[0] for s in got[name]]) for name in targets}
             res["overhead_p50"] = round(res["gateway"]["p50"] - res["direct"]["p50"], 3)
             if label == "streaming":

@@ -107,7 +107,7 @@ def measure(fake: fu.FakeUpstream, gateway: str, key: str, n: int, warmup: int) 
                 sample = timed(client, gateway if via_gateway else fake.url, path, key, body, name)
                 if i >= warmup:
                     got[name].append(sample)
-            fake.reset()  # FakeUpstream records every request: keep memory flat
+            fake.requests.clear()  # FakeUpstream records every request: keep memory flat
     routes = {name: {"first_event": ob.ms([s[0] for s in runs]), "total": ob.ms([s[1] for s in runs])}
               for name, runs in got.items()}
     overhead = {name: {"vs": vs, **{m: round(routes[name][m]["p50"] - routes[vs][m]["p50"], 3)
