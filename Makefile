@@ -39,3 +39,11 @@ bench: $(VENV)/.dev
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache
+
+# End to end with the real clients (Claude Code, Codex CLI, OpenClaw, the Anthropic/OpenAI SDKs)
+# against a fake provider; see e2e/run.py. Installs the pinned clients into .e2e/ from npm and,
+# like `make test`, needs PostgreSQL on 127.0.0.1:5432 and Redis on 127.0.0.1:6379.
+.PHONY: e2e
+e2e: $(VENV)/.dev
+	bash e2e/install.sh
+	$(BIN)/python -m e2e.run

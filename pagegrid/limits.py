@@ -127,8 +127,18 @@ def _next_month(moment: datetime) -> datetime:
     return (first + timedelta(days=32)).replace(day=1)
 
 
-def _seconds_until(moment: datetime, later: datetime) -> str:
-    return str(max(1, math.ceil((later - moment).total_seconds())))
+# Clients sleep for retry-after before retrying (Codex up to five times), so a daily or monthly
+# limit that resets in hours says so in its message and tells clients not to retry.
+LONGEST_USEFUL_WAIT = 60
+
+
+def _quota_refused(message: str, moment: datetime, resets: datetime) -> RateLimited:
+    wait = max(1, math.ceil((resets - moment).total_seconds()))
+    when = resets.strftime("%Y-%m-%d %H:%M UTC")
+    if wait <= LONGEST_USEFUL_WAIT:
+        return RateLimited(f"{message} It resets at {when}.", headers={"retry-after": str(wait)})
+    return RateLimited(f"{message} It resets at {when}; retrying earlier will not help.",
+                       headers={"x-should-retry": "false"})
 
 
 def _upsert(**values: int | str):  # noqa: ANN202 - a dialect-specific INSERT
@@ -142,10 +152,9 @@ def admit_request(key: KeyContext, moment: datetime) -> None:
         used = db.session.scalar(select(KeyUsage.tokens).where(
             KeyUsage.api_key_id == key.key_id, KeyUsage.period == month_period(moment))) or 0
         if used >= key.monthly_token_limit:
-            raise RateLimited(
-                f"Monthly token limit reached: this key has used {used:,} of its "
-                f"{key.monthly_token_limit:,} tokens this month (UTC).",
-                headers={"retry-after": _seconds_until(moment, _next_month(moment))})
+            raise _quota_refused(f"Monthly token limit reached: this key has used {used:,} of its "
+                                 f"{key.monthly_token_limit:,} tokens this month (UTC).",
+                                 moment, _next_month(moment))
     statement = _upsert(api_key_id=key.key_id, period=day_period(moment), requests=1, tokens=0)
     bump = {"requests": KeyUsage.requests + 1}
     if key.daily_request_limit:
@@ -157,9 +166,9 @@ def admit_request(key: KeyContext, moment: datetime) -> None:
             index_elements=[KeyUsage.api_key_id, KeyUsage.period], set_=bump)
     counted = db.session.execute(statement.returning(KeyUsage.requests)).scalar_one_or_none()
     if counted is None:
-        raise RateLimited(
-            f"Daily request limit reached: this key allows {key.daily_request_limit:,} requests "
-            "per UTC day.", headers={"retry-after": _seconds_until(moment, _next_day(moment))})
+        raise _quota_refused(f"Daily request limit reached: this key allows "
+                             f"{key.daily_request_limit:,} requests per UTC day.",
+                             moment, _next_day(moment))
 
 
 def count_tokens_used(api_key_id: int, tokens: int, moment: datetime) -> None:

@@ -1,0 +1,1 @@
+"""Scenarios, one module per client; importing a module registers its scenarios."""
