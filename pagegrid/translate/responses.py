@@ -24,6 +24,14 @@ import base64
 import json
 
 from pagegrid.errors import InvalidRequest
+from pagegrid.translate.responses_input import THINKING_PREFIX
+from pagegrid.translate.responses_input import item_kind
+from pagegrid.translate.responses_input import listed
+from pagegrid.translate.responses_input import merge_turns
+from pagegrid.translate.responses_input import openai_responses_input_to_anthropic
+from pagegrid.translate.responses_input import required_str
+from pagegrid.translate.responses_input import text_block
+from pagegrid.translate.responses_input import tool_turn_lacks_thinking
 from pagegrid.translate.usage import usage_from_anthropic
 from pagegrid.translate.usage import usage_to_openai_responses
 
@@ -86,8 +94,6 @@ DROPPED_TOOL_TYPES = frozenset({
     "programmatic_tool_calling",
 })
 # Claude's signed thinking travels through the client inside a reasoning item's encrypted_content.
-THINKING_PREFIX = "pagegrid-thinking-v1:"
-_IMAGE_TYPES = ("image/jpeg", "image/png", "image/gif", "image/webp")
 _EMPTY_SCHEMA = {"type": "object", "properties": {}}
 _INCOMPLETE = {"max_tokens": "max_output_tokens", "model_context_window_exceeded": "max_output_tokens",
                "refusal": "content_filter"}
@@ -109,24 +115,24 @@ def openai_responses_request_to_anthropic(body: dict, *, upstream_model: str,
     if "input" not in fields:
         raise InvalidRequest("Missing required parameter: 'input'.", param="input")
     notes: list[str] = []
-    system, entries, extra_tools = _input(fields["input"])
+    system, entries, extra_tools = openai_responses_input_to_anthropic(fields["input"])
     instructions = fields.get("instructions", "")
     if not isinstance(instructions, str):
         raise InvalidRequest("'instructions' must be a string.", param="instructions")
     if instructions:
-        system.insert(0, _text(instructions))
-    tools, dropped = _tools(_listed(fields.get("tools", []), "tools") + extra_tools, notes)
+        system.insert(0, text_block(instructions))
+    tools, dropped = _tools(listed(fields.get("tools", []), "tools") + extra_tools, notes)
     tool_choice = _tool_choice(fields.get("tool_choice"), tools, dropped, fields.get("parallel_tool_calls"),
                                notes)
     budget = _thinking_budget(fields.get("reasoning"))
-    messages = _turns(entries)
-    if budget and _tool_turn_lacks_thinking(messages):
+    messages = merge_turns(entries)
+    if budget and tool_turn_lacks_thinking(messages):
         budget = None
         notes.append("thinking disabled: the tool-use turn in progress has no Claude thinking block to "
                      "send back (its reasoning items did not come from PageGrid)")
     if not budget:
         entries = [(role, b) for role, b in entries if b["type"] not in ("thinking", "redacted_thinking")]
-        messages = _turns(entries)
+        messages = merge_turns(entries)
     if not messages:
         raise InvalidRequest("'input' has no user or assistant content.", param="input")
     max_tokens = fields.get("max_output_tokens", default_max_tokens)
@@ -225,24 +231,6 @@ def _is_int(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def _text(text: str) -> dict:
-    """A Messages API text block."""
-    return {"type": "text", "text": text}
-
-
-def _kind(value: object, default: str | None = None) -> str | None:
-    """The ``type`` of a JSON object if it is a string (``default`` when absent), else None."""
-    kind = value.get("type", default) if isinstance(value, dict) else None
-    return kind if isinstance(kind, str) else None
-
-
-def _listed(value: object, param: str) -> list[tuple[str, object]]:
-    """An array's entries with their parameter paths; anything but an array is a 400."""
-    if not isinstance(value, list):
-        raise InvalidRequest(f"'{param}' must be an array.", param=param)
-    return [(f"{param}[{i}]", entry) for i, entry in enumerate(value)]
-
-
 def _check_options(fields: dict) -> None:
     """Check the scalar options: their types, their ranges, and values Claude has no equivalent for."""
     if fields.get("background") not in (None, False):
@@ -304,174 +292,12 @@ def _check_thinking_compatible(request: dict) -> None:
                              "Claude's thinking; use \"auto\" or drop reasoning.", param="tool_choice")
 
 
-def _input(value: object) -> tuple[list[dict], list[tuple[str, dict]], list[tuple[str, object]]]:
-    """System blocks, (role, block) entries in input order, and tools from additional_tools items."""
-    if isinstance(value, str):
-        return [], [("user", _text(value))] if value else [], []
-    if not isinstance(value, list):
-        raise InvalidRequest("'input' must be a string or an array of items.", param="input")
-    system: list[dict] = []
-    entries: list[tuple[str, dict]] = []
-    tools: list[tuple[str, object]] = []
-    for at, item in _listed(value, "input"):
-        if not isinstance(item, dict):
-            raise InvalidRequest(f"'{at}' must be an object.", param=at)
-        kind = _kind(item, "message")
-        if kind == "message":
-            role = item.get("role")
-            if role not in ("user", "assistant", "developer", "system"):
-                raise InvalidRequest(f"'{at}.role' must be user, assistant, developer or system.",
-                                     param=f"{at}.role")
-            blocks = _parts(item.get("content"), f"{at}.content", images=role == "user")
-            if role in ("developer", "system"):
-                system.extend(blocks)
-            else:
-                entries.extend((role, block) for block in blocks)
-        elif kind == "function_call":
-            entries.append(("assistant", _tool_use(item, at)))
-        elif kind == "function_call_output":
-            entries.append(("user", _tool_result(item, at)))
-        elif kind == "reasoning":
-            block = _unseal(item.get("encrypted_content"), f"{at}.encrypted_content")
-            if block is not None:
-                entries.append(("assistant", block))
-        elif kind == "additional_tools":
-            tools.extend(_listed(item.get("tools"), f"{at}.tools"))
-        else:
-            raise InvalidRequest(f"Input item type '{kind}' is not supported for Claude models.",
-                                 param=f"{at}.type")
-    return system, entries, tools
-
-
-def _parts(content: object, param: str, *, images: bool) -> list[dict]:
-    """Message or tool-output content as text and image blocks, empty text left out."""
-    if isinstance(content, str):
-        return [_text(content)] if content else []
-    if not isinstance(content, list):
-        raise InvalidRequest(f"'{param}' must be a string or an array of content parts.", param=param)
-    blocks = []
-    for at, part in _listed(content, param):
-        kind = _kind(part)
-        if kind in ("input_text", "output_text", "refusal"):
-            text = part.get("refusal" if kind == "refusal" else "text")
-            if not isinstance(text, str):
-                raise InvalidRequest(f"'{at}' needs its text as a string.", param=at)
-            if text:
-                blocks.append(_text(text))
-        elif kind == "input_image" and images:
-            blocks.append(_image(part, at))
-        elif kind == "input_image":
-            raise InvalidRequest("Images are supported only in user messages and function_call_output.",
-                                 param=at)
-        else:
-            raise InvalidRequest(f"Content part type '{kind}' is not supported for Claude models.", param=at)
-    return blocks
-
-
-def _image(part: dict, at: str) -> dict:
-    """An input_image part as an image block (base64 from a data URL, or a URL source)."""
-    if part.get("file_id") is not None:
-        raise InvalidRequest("input_image with 'file_id' is not supported: PageGrid stores no files; send "
-                             "'image_url' as a data: or https: URL.", param=f"{at}.file_id")
-    url = part.get("image_url")
-    if isinstance(url, str) and url.startswith("data:"):
-        header, comma, data = url[5:].partition(",")
-        params = header.split(";")
-        media_type = params[0].lower()
-        if comma and data and params[-1] == "base64" and media_type in _IMAGE_TYPES:
-            return {"type": "image", "source": {"type": "base64", "media_type": media_type, "data": data}}
-        raise InvalidRequest("An image data URL must be base64 image/jpeg, image/png, image/gif or "
-                             "image/webp.", param=f"{at}.image_url")
-    if isinstance(url, str) and url.startswith(("https://", "http://")):
-        return {"type": "image", "source": {"type": "url", "url": url}}
-    raise InvalidRequest("input_image needs 'image_url' as a data: or https: URL.", param=f"{at}.image_url")
-
-
-def _required_str(item: dict, key: str, at: str) -> str:
-    """``item[key]`` as a non-empty string, else a 400 naming it."""
-    value = item.get(key)
-    if not isinstance(value, str) or not value:
-        raise InvalidRequest(f"'{at}.{key}' must be a non-empty string.", param=f"{at}.{key}")
-    return value
-
-
-def _tool_use(item: dict, at: str) -> dict:
-    """A function_call item as a tool_use block."""
-    call_id, name = _required_str(item, "call_id", at), _required_str(item, "name", at)
-    arguments = item.get("arguments")
-    try:
-        parsed = json.loads(arguments) if isinstance(arguments, str) else None
-    except ValueError:
-        parsed = None
-    if not isinstance(parsed, dict):
-        raise InvalidRequest(f"'{at}.arguments' must be a JSON object encoded as a string.",
-                             param=f"{at}.arguments")
-    return {"type": "tool_use", "id": call_id, "name": name, "input": parsed}
-
-
-def _tool_result(item: dict, at: str) -> dict:
-    """A function_call_output item as a tool_result block."""
-    block = {"type": "tool_result", "tool_use_id": _required_str(item, "call_id", at)}
-    output = item.get("output")
-    content: object = output if isinstance(output, str) else _parts(output, f"{at}.output", images=True)
-    if content:
-        block["content"] = content
-    return block
-
-
-def _unseal(value: object, at: str) -> dict | None:
-    """The thinking block PageGrid sealed into ``encrypted_content``; None if it is not ours."""
-    if not isinstance(value, str) or not value.startswith(THINKING_PREFIX):
-        return None
-    try:
-        block = json.loads(base64.urlsafe_b64decode(value[len(THINKING_PREFIX):]))
-    except ValueError:
-        block = None
-    fields = {"thinking": ("type", "thinking", "signature"), "redacted_thinking": ("type", "data")}
-    keys = fields.get(_kind(block) or "")
-    if keys is None or set(block) != set(keys) or not all(isinstance(block[k], str) for k in keys):
-        raise InvalidRequest("This reasoning item's encrypted_content was altered; send it back as it was "
-                             "received.", param=at)
-    return block
-
-
-def _turns(entries: list[tuple[str, dict]]) -> list[dict]:
-    """Entries as alternating turns; a user turn starts with its tool results, as Claude requires."""
-    messages: list[dict] = []
-    for role, block in entries:
-        if messages and messages[-1]["role"] == role:
-            messages[-1]["content"].append(block)
-        else:
-            messages.append({"role": role, "content": [block]})
-    for message in messages:
-        if message["role"] == "user":
-            message["content"].sort(key=lambda block: block["type"] != "tool_result")
-    return messages
-
-
-def _tool_turn_lacks_thinking(messages: list[dict]) -> bool:
-    """Whether a tool-use turn is under way whose first assistant message has no thinking block.
-
-    Claude refuses such a request while thinking is on: the turn's thinking must come back signed.
-    """
-    def has_results(message: dict) -> bool:
-        """Whether a message carries tool results."""
-        return any(block["type"] == "tool_result" for block in message["content"])
-
-    if not messages or messages[-1]["role"] != "user" or not has_results(messages[-1]):
-        return False
-    start = next((i + 1 for i in range(len(messages) - 1, -1, -1)
-                  if messages[i]["role"] == "user" and not has_results(messages[i])), 0)
-    first = next((m for m in messages[start:] if m["role"] == "assistant"), None)
-    return first is not None and first["content"][0]["type"] not in ("thinking", "redacted_thinking")
-
-
 def _tools(tools: list[tuple[str, object]], notes: list[str]) -> tuple[list[dict], set[str]]:
     """Anthropic tools, and the names of the tools dropped because Claude cannot run them here."""
     result: list[dict] = []
     dropped: set[str] = set()
     for at, tool in tools:
-        kind = _kind(tool)
+        kind = item_kind(tool)
         if kind in DROPPED_TOOL_TYPES:
             name = tool.get("name") or tool.get("server_label")
             name = name if isinstance(name, str) else ""
@@ -483,7 +309,7 @@ def _tools(tools: list[tuple[str, object]], notes: list[str]) -> tuple[list[dict
         if kind != "function":
             raise InvalidRequest(f"Tool type '{kind}' is not supported for Claude models.",
                                  param=f"{at}.type")
-        name = _required_str(tool, "name", at)
+        name = required_str(tool, "name", at)
         if any(existing["name"] == name for existing in result):
             raise InvalidRequest(f"Tool name '{name}' is used twice.", param=f"{at}.name")
         schema = tool.get("parameters")
@@ -508,7 +334,7 @@ def _tool_choice(choice: object, tools: list[dict], dropped: set[str], parallel:
         mapped = None
     elif isinstance(choice, str) and choice in simple:
         mapped = {"type": simple[choice]}
-    elif _kind(choice) == "function":
+    elif item_kind(choice) == "function":
         name = choice.get("name")
         if any(tool["name"] == name for tool in tools):
             mapped = {"type": "tool", "name": name}
@@ -518,7 +344,7 @@ def _tool_choice(choice: object, tools: list[dict], dropped: set[str], parallel:
         else:
             raise InvalidRequest(f"'tool_choice' names '{name}', which is not a function in 'tools'.",
                                  param="tool_choice")
-    elif _kind(choice) in DROPPED_TOOL_TYPES:
+    elif item_kind(choice) in DROPPED_TOOL_TYPES:
         notes.append(f"dropped tool_choice: it names {choice['type']}, a tool Claude cannot run here")
         mapped = None
     else:
