@@ -1,4 +1,4 @@
-"""Responses API input items (messages, function calls and their outputs, reasoning) as Messages API turns (pure)."""
+"""Responses API input items as Messages API turns (pure): messages, function calls, outputs, reasoning."""
 
 from __future__ import annotations
 
