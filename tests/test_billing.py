@@ -11,6 +11,7 @@ import pytest
 import requests
 from sqlalchemy import func
 from sqlalchemy import select
+from werkzeug.test import EnvironBuilder
 
 from pagegrid import billing
 from pagegrid.billing import Price
@@ -197,4 +198,20 @@ def test_hold_blocks_when_balance_is_reserved(client, wallets, fake_upstream):
     worker.join()
     assert second.status_code == 402
     assert "in progress" in second.json["error"]["message"]
+    wallets.assert_consistent(user_id)
+
+
+def test_client_gone_before_the_first_byte_releases_the_hold(app, funded, wallets, fake_upstream):
+    """The server closes the body before taking a single chunk: the stream never starts."""
+    user_id, key = funded
+    fake_upstream.stream(stream_events(message("never read")))
+    environ = EnvironBuilder(
+        path="/v1/messages", method="POST", headers={"x-api-key": key},
+        json={"model": "claude-haiku-4-5", "max_tokens": 50, "stream": True,
+              "messages": [{"role": "user", "content": "hi"}]}).get_environ()
+    statuses = []
+    body = app(environ, lambda status, headers, exc_info=None: statuses.append(status))
+    assert statuses == ["200 OK"]
+    body.close()
+    assert wallets.charges(user_id) == []
     wallets.assert_consistent(user_id)

@@ -254,8 +254,12 @@ def run(key: KeyContext, model: ModelEntry, request_id: str, body_bytes: int,
             raise upstream_status_error(reply)
         if exchange.stream:
             events = relay_stream(app, admitted, reply, exchange.meter(), exchange.plan())
+            response = Response(events, mimetype="text/event-stream", headers=SSE_HEADERS)
+            # A client gone before the first byte closes a generator that never started, so its
+            # ``finally`` never runs: give the hold back here (a no-op once the stream settled).
+            response.call_on_close(partial(_release_unstarted, app, admitted, reply))
             handed_off = True
-            return Response(events, mimetype="text/event-stream", headers=SSE_HEADERS)
+            return response
         try:
             payload, usage = exchange.convert(reply.read())
         except (ValueError, TypeError, AttributeError, KeyError):
@@ -268,6 +272,15 @@ def run(key: KeyContext, model: ModelEntry, request_id: str, body_bytes: int,
     finally:
         if not handed_off:
             release(admitted)
+
+
+def _release_unstarted(app: Flask, admitted: Admitted, reply: UpstreamReply) -> None:
+    reply.close()
+    try:
+        with app.app_context():
+            release(admitted)
+    except Exception:
+        log.exception("could not release the hold of %s", admitted.request_id)
 
 
 def relay_stream(app: Flask, admitted: Admitted, reply: UpstreamReply, meter: Meter,
