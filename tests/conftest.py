@@ -113,8 +113,27 @@ def app(database_url: str, fake_upstream: FakeUpstream):
         seed_catalog()
     yield app
     with app.app_context():
-        db.session.remove()
-        db.engine.dispose()
+        try:
+            _assert_every_wallet_consistent()
+        finally:
+            db.session.remove()
+            db.engine.dispose()
+
+
+def _assert_every_wallet_consistent(timeout: float = 10.0) -> None:
+    """After every test: no hold left open, and balance == sum(ledger) for every user."""
+    deadline = time.monotonic() + timeout
+    while db.session.scalar(select(func.count()).select_from(Hold)) and time.monotonic() < deadline:
+        db.session.rollback()
+        time.sleep(0.05)  # a live server settles right after its reply
+    assert db.session.scalar(select(func.count()).select_from(Hold)) == 0, "a hold was left open"
+    sums = select(LedgerEntry.user_id, func.sum(LedgerEntry.amount_nanos).label("total")) \
+        .group_by(LedgerEntry.user_id).subquery()
+    wrong = db.session.execute(
+        select(User.email, User.balance_nanos, User.held_nanos, func.coalesce(sums.c.total, 0))
+        .outerjoin(sums, sums.c.user_id == User.id)
+        .where((User.balance_nanos != func.coalesce(sums.c.total, 0)) | (User.held_nanos != 0))).all()
+    assert not wrong, f"balance != sum(ledger) or money still held: {wrong}"
 
 
 class ReadingClient(FlaskClient):
