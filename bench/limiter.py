@@ -16,16 +16,10 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import os
 import secrets
-import shutil
-import socket
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
-from pathlib import Path
 
 import httpx2 as httpx
 import overhead as ob  # bench/overhead.py: bench/ is sys.path[0] when run as a script
@@ -59,36 +53,9 @@ def micro(storage_uri: str, checks: int, warmup: int = 100) -> dict[str, float]:
 
 
 def gateway(fake: ob.fu.FakeUpstream, n: int, warmup: int, extra: dict[str, str]) -> float:
-    """overhead.py's setup (it drops PAGEGRID_*), plus ``extra`` for gunicorn: non-streaming p50 ms."""
-    tmp = Path(tempfile.mkdtemp(prefix="pagegrid-bench-"))
-    log_path, proc = tmp / "gunicorn.log", None
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PAGEGRID_")}
-    env.update(PAGEGRID_DATABASE_URL=f"sqlite:///{tmp / 'bench.db'}", PAGEGRID_ANTHROPIC_URL=fake.url,
-               PAGEGRID_ANTHROPIC_KEY="sk-bench", PAGEGRID_SECRET_KEY="bench")
-    try:
-        ob.flask_cli(env, "init-db")
-        ob.flask_cli(env, "create-user", "bench@example.com", "--password", "pw123456")
-        ob.flask_cli(env, "credit", "bench@example.com", "1000000")
-        key = ob.flask_cli(env, "create-key", "bench@example.com", "--rpm", "1000000").split()[-1]
-        env.update(PAGEGRID_WORKERS="1", **extra)
-        with socket.socket() as sock:  # a free port (tiny race window until gunicorn binds it)
-            sock.bind(("127.0.0.1", 0))
-            env["PAGEGRID_BIND"] = url = f"127.0.0.1:{sock.getsockname()[1]}"
-        with open(log_path, "wb") as log:
-            proc = subprocess.Popen([str(ob.BIN / "gunicorn"), "-c", "gunicorn.conf.py", "wsgi:app"],
-                                    cwd=ob.ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
-                                    start_new_session=True)
-        ob.wait_ready(proc, f"http://{url}")
-        return ob.measure(fake, f"http://{url}", key, n, warmup)["non_streaming"]["overhead_p50"]
-    except ob.BenchError:
-        if log_path.exists():
-            print("gunicorn log (tail):", *log_path.read_text(errors="replace").splitlines()[-30:],
-                  sep="\n", file=sys.stderr)
-        raise
-    finally:
-        if proc is not None:
-            ob.stop(proc)
-        shutil.rmtree(tmp, ignore_errors=True)
+    """overhead.py's gateway with ``extra`` settings and one worker: non-streaming p50 overhead, ms."""
+    with ob.running_gateway(fake.url, {"PAGEGRID_WORKERS": "1", **extra}) as (url, key):
+        return ob.measure(fake, url, key, n, warmup)["non_streaming"]["overhead_p50"]
 
 
 def drop_keys(url: str, prefix: str) -> int:

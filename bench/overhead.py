@@ -32,6 +32,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx2 as httpx
@@ -166,6 +168,41 @@ def report(r: dict) -> str:
     return "\n".join(out)
 
 
+@contextmanager
+def running_gateway(fake_url: str, extra_env: dict[str, str] | None = None) -> Iterator[tuple[str, str]]:
+    """A throw-away SQLite database set up with the operator CLI and gunicorn serving it, exactly as
+    `make run` does, with both providers pointed at the fake: yields (gateway URL, API key)."""
+    tmp = Path(tempfile.mkdtemp(prefix="pagegrid-bench-"))
+    log_path, proc = tmp / "gunicorn.log", None
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PAGEGRID_")}
+    env.update(PAGEGRID_DATABASE_URL=f"sqlite:///{tmp / 'bench.db'}", PAGEGRID_SECRET_KEY="bench",
+               PAGEGRID_ANTHROPIC_URL=fake_url, PAGEGRID_ANTHROPIC_KEY="sk-bench",
+               PAGEGRID_OPENAI_URL=fake_url, PAGEGRID_OPENAI_KEY="sk-bench-openai", **(extra_env or {}))
+    try:
+        flask_cli(env, "init-db")
+        flask_cli(env, "create-user", "bench@example.com", "--password", "pw123456")
+        flask_cli(env, "credit", "bench@example.com", "1000000")
+        key = flask_cli(env, "create-key", "bench@example.com", "--rpm", "1000000").split()[-1]
+        with socket.socket() as sock:  # a free port (tiny race window until gunicorn binds it)
+            sock.bind(("127.0.0.1", 0))
+            env["PAGEGRID_BIND"] = bind = f"127.0.0.1:{sock.getsockname()[1]}"
+        with open(log_path, "wb") as log:
+            proc = subprocess.Popen([str(BIN / "gunicorn"), "-c", "gunicorn.conf.py", "wsgi:app"],
+                                    cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+                                    start_new_session=True)
+        wait_ready(proc, f"http://{bind}")
+        yield f"http://{bind}", key
+    except Exception:
+        if log_path.exists():
+            print("gunicorn log (tail):", *log_path.read_text(errors="replace").splitlines()[-30:],
+                  sep="\n", file=sys.stderr)
+        raise
+    finally:
+        if proc is not None:
+            stop(proc)
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--requests", type=int, default=300, help="measured requests per target")
@@ -178,42 +215,16 @@ def main() -> int:
     fake = fu.FakeUpstream()
     fake.default = answer
     upstream = fu.serve(fake)
-    tmp = Path(tempfile.mkdtemp(prefix="pagegrid-bench-"))
-    log_path = tmp / "gunicorn.log"
-    proc: subprocess.Popen | None = None
     try:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("PAGEGRID_")}
-        env.update(PAGEGRID_DATABASE_URL=f"sqlite:///{tmp / 'bench.db'}",
-                   PAGEGRID_ANTHROPIC_URL=fake.url, PAGEGRID_ANTHROPIC_KEY="sk-bench",
-                   PAGEGRID_SECRET_KEY="bench")
-        flask_cli(env, "init-db")
-        flask_cli(env, "create-user", "bench@example.com", "--password", "pw123456")
-        flask_cli(env, "credit", "bench@example.com", "1000000")
-        key = flask_cli(env, "create-key", "bench@example.com", "--rpm", "1000000").strip().splitlines()[-1]
-
-        with socket.socket() as sock:  # a free port (tiny race window until gunicorn binds it)
-            sock.bind(("127.0.0.1", 0))
-            port = sock.getsockname()[1]
-        env["PAGEGRID_BIND"] = gateway = f"127.0.0.1:{port}"
-        with open(log_path, "wb") as log:
-            proc = subprocess.Popen([str(BIN / "gunicorn"), "-c", "gunicorn.conf.py", "wsgi:app"],
-                                    cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
-                                    start_new_session=True)
-        wait_ready(proc, f"http://{gateway}")
-        results = measure(fake, f"http://{gateway}", key, args.requests, args.warmup)
+        with running_gateway(fake.url) as (url, key):
+            results = measure(fake, url, key, args.requests, args.warmup)
         print(json.dumps(results, indent=2) if args.json else report(results))
         return 0
     except (BenchError, httpx.HTTPError, ValueError) as exc:
         print(f"bench failed: {exc}", file=sys.stderr)
-        if log_path.exists():
-            tail = log_path.read_text(errors="replace").splitlines()[-30:]
-            print("gunicorn log (tail):\n" + "\n".join(tail), file=sys.stderr)
         return 1
     finally:
-        if proc is not None:
-            stop(proc)
         upstream.shutdown()
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 if __name__ == "__main__":

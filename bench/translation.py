@@ -19,14 +19,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import shutil
-import socket
-import subprocess
 import sys
-import tempfile
 import time
-from pathlib import Path
 
 import httpx2 as httpx
 import overhead as ob  # bench/overhead.py: bench/ is sys.path[0] when run as a script
@@ -142,39 +136,16 @@ def main() -> int:
     fake = fu.FakeUpstream()
     fake.default = answer
     upstream = fu.serve(fake)
-    tmp = Path(tempfile.mkdtemp(prefix="pagegrid-bench-"))
-    log_path, proc = tmp / "gunicorn.log", None
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PAGEGRID_")}
-    env.update(PAGEGRID_DATABASE_URL=f"sqlite:///{tmp / 'bench.db'}", PAGEGRID_SECRET_KEY="bench",
-               PAGEGRID_ANTHROPIC_URL=fake.url, PAGEGRID_ANTHROPIC_KEY="sk-bench",
-               PAGEGRID_OPENAI_URL=fake.url, PAGEGRID_OPENAI_KEY="sk-bench-openai")
     try:
-        ob.flask_cli(env, "init-db")
-        ob.flask_cli(env, "create-user", "bench@example.com", "--password", "pw123456")
-        ob.flask_cli(env, "credit", "bench@example.com", "1000000")
-        key = ob.flask_cli(env, "create-key", "bench@example.com", "--rpm", "1000000").split()[-1]
-        with socket.socket() as sock:  # a free port (tiny race window until gunicorn binds it)
-            sock.bind(("127.0.0.1", 0))
-            env["PAGEGRID_BIND"] = bind = f"127.0.0.1:{sock.getsockname()[1]}"
-        with open(log_path, "wb") as log:
-            proc = subprocess.Popen([str(ob.BIN / "gunicorn"), "-c", "gunicorn.conf.py", "wsgi:app"],
-                                    cwd=ob.ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
-                                    start_new_session=True)
-        ob.wait_ready(proc, f"http://{bind}")
-        results = measure(fake, f"http://{bind}", key, args.requests, args.warmup)
+        with ob.running_gateway(fake.url) as (url, key):
+            results = measure(fake, url, key, args.requests, args.warmup)
         print(json.dumps(results, indent=2) if args.json else report(results))
         return 0
     except (ob.BenchError, httpx.HTTPError, ValueError) as exc:
         print(f"bench failed: {exc}", file=sys.stderr)
-        if log_path.exists():
-            print("gunicorn log (tail):", *log_path.read_text(errors="replace").splitlines()[-30:],
-                  sep="\n", file=sys.stderr)
         return 1
     finally:
-        if proc is not None:
-            ob.stop(proc)
         upstream.shutdown()
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 if __name__ == "__main__":

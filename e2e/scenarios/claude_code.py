@@ -101,36 +101,32 @@ def default_model_v1(ctx: Context) -> str:
     return ctx.bank.assert_ledger(account, ctx.calls())
 
 
+def _plain_turn(ctx: Context, name: str, model_args: list[str], upstream_model: str, *,
+                v1: bool, bearer: bool) -> str:
+    """One `claude -p` turn with the given base URL form, auth variable and model."""
+    account = ctx.account(name)
+    marker = ctx.begin(f"pong-{name}")
+    ran = ctx.run(name, [CLAUDE, "-p", PROMPT, *model_args], _env(ctx, account, v1=v1, bearer=bearer))
+    _ok(ran, marker)
+    _upstream_checks(ctx, upstream_model, account)
+    return ctx.bank.assert_ledger(account, ctx.calls())
+
+
 @scenario("Claude Code", "bare host, ANTHROPIC_AUTH_TOKEN (Bearer), default model")
 def default_model_bare_bearer(ctx: Context) -> str:
-    account = ctx.account("claude-bare")
-    marker = ctx.begin("pong-bare")
-    ran = ctx.run("claude-bare", [CLAUDE, "-p", PROMPT], _env(ctx, account, v1=False, bearer=True))
-    _ok(ran, marker)
-    _upstream_checks(ctx, "claude-opus-4-8", account)
-    return ctx.bank.assert_ledger(account, ctx.calls())
+    return _plain_turn(ctx, "claude-bare", [], "claude-opus-4-8", v1=False, bearer=True)
 
 
 @scenario("Claude Code", "bare host, ANTHROPIC_API_KEY, --model claude-haiku-4-5")
 def haiku_bare(ctx: Context) -> str:
-    account = ctx.account("claude-haiku-bare")
-    marker = ctx.begin("pong-haiku-bare")
-    ran = ctx.run("claude-haiku-bare", [CLAUDE, "-p", PROMPT, "--model", "claude-haiku-4-5"],
-                  _env(ctx, account, v1=False))
-    _ok(ran, marker)
-    _upstream_checks(ctx, "claude-haiku-4-5-20251001", account)
-    return ctx.bank.assert_ledger(account, ctx.calls())
+    return _plain_turn(ctx, "claude-haiku-bare", ["--model", "claude-haiku-4-5"],
+                       "claude-haiku-4-5-20251001", v1=False, bearer=False)
 
 
 @scenario("Claude Code", "base …/v1, ANTHROPIC_AUTH_TOKEN, --model claude-haiku-4-5")
 def haiku_v1_bearer(ctx: Context) -> str:
-    account = ctx.account("claude-haiku-v1")
-    marker = ctx.begin("pong-haiku-v1")
-    ran = ctx.run("claude-haiku-v1", [CLAUDE, "-p", PROMPT, "--model", "claude-haiku-4-5"],
-                  _env(ctx, account, bearer=True))
-    _ok(ran, marker)
-    _upstream_checks(ctx, "claude-haiku-4-5-20251001", account)
-    return ctx.bank.assert_ledger(account, ctx.calls())
+    return _plain_turn(ctx, "claude-haiku-v1", ["--model", "claude-haiku-4-5"],
+                       "claude-haiku-4-5-20251001", v1=True, bearer=True)
 
 
 @scenario("Claude Code", "tool_use: Bash writes a file, tool_result goes back")
