@@ -23,6 +23,7 @@ from pagegrid.extensions import limiter
 from pagegrid.extensions import login_manager
 from pagegrid.extensions import migrate
 from pagegrid.models import User
+from pagegrid.settlement import Settlements
 
 ROOT = Path(__file__).resolve().parent.parent
 log = logging.getLogger(__name__)
@@ -52,6 +53,7 @@ def create_app(test_config: dict | None = None) -> Flask:
     csrf.exempt(api.bp)  # API clients authenticate with keys, not cookies
     app.extensions["pagegrid.catalog"] = Catalog()
     app.extensions["pagegrid.routes"] = {}
+    app.extensions["pagegrid.settlements"] = Settlements(app)
 
     app.register_blueprint(api.bp)
     app.register_blueprint(dashboard.bp)

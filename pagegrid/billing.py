@@ -3,9 +3,10 @@
 Every balance change is one atomic ``UPDATE users SET balance_nanos = balance_nanos + :delta``
 in the same transaction as its ledger row, so ``balance == sum(ledger)`` holds at every commit.
 
-Overdraft rule: a request is admitted only while ``balance - open holds > 0``, and it holds
-an upper bound of its cost (see ``hold_nanos``) until it settles. So a wallet can end below
-zero by less than the hold of the last request admitted.
+Every request holds an upper bound of its cost (``pagegrid.bounds``) until it settles. With
+the ``one-hold`` overdraft policy a request is admitted while ``balance - open holds > 0``, so
+a wallet can end below zero by less than one hold; with ``none`` only while the available
+balance covers the request's whole hold, so it never goes below zero.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import hashlib
 import logging
 import secrets
 from dataclasses import dataclass
+from dataclasses import field
 from datetime import datetime
 from datetime import timedelta
 from decimal import Decimal
@@ -24,8 +26,10 @@ from sqlalchemy import func
 from sqlalchemy import insert
 from sqlalchemy import select
 from sqlalchemy import update
+from sqlalchemy.exc import IntegrityError
 
 from pagegrid.errors import InsufficientBalance
+from pagegrid.errors import RateLimited
 from pagegrid.extensions import db
 from pagegrid.limits import count_tokens_used
 from pagegrid.models import ApiKey
@@ -39,11 +43,6 @@ from pagegrid.translate.usage import Usage
 log = logging.getLogger(__name__)
 
 NANOS_PER_USD = 10**9
-# A JSON request body has at least this many bytes per input token (conservative: English
-# runs about four, and image bytes far more), so the hold's input part never falls short.
-BYTES_PER_TOKEN_FLOOR = 2
-
-
 @dataclass(frozen=True)
 class Price:
     """Nano-USD per token for each token kind ($X per 1M tokens = X*1000)."""
@@ -63,14 +62,6 @@ def cost_nanos(usage: Usage, price: Price) -> int:
             + five_minute_writes * price.cache_write
             + usage.cache_creation_1h_input_tokens * price.cache_write_1h
             + usage.cache_read_input_tokens * price.cache_read)
-
-
-def hold_nanos(body_bytes: int, max_tokens: int, max_output: int, price: Price) -> int:
-    """An upper bound of a request's cost: every input token at the dearest input rate plus
-    the whole output allowance."""
-    input_tokens = -(-body_bytes // BYTES_PER_TOKEN_FLOOR)
-    dearest_input = max(price.input, price.cache_write, price.cache_write_1h)
-    return input_tokens * dearest_input + min(max_tokens, max_output) * price.output
 
 
 def usd_to_nanos(text: str) -> int:
@@ -111,34 +102,71 @@ def new_request_id(prefix: str = "req") -> str:
     return f"{prefix}_{secrets.token_hex(12)}"
 
 
-def reserve(user_id: int, request_id: str, amount_nanos: int) -> None:
-    """Hold ``amount_nanos`` for a request, or raise InsufficientBalance (402).
+OVERDRAFT_POLICIES = ("one-hold", "none")
 
-    The caller commits, so that other admission checks can share the transaction.
+
+def reserve(user_id: int, request_id: str, amount_nanos: int, *, api_key_id: int | None = None,
+            concurrency: int = 0, lease_seconds: float = 120, overdraft: str = "one-hold") -> None:
+    """Hold ``amount_nanos`` for a request, or raise InsufficientBalance (402) or, when the
+    key already has ``concurrency`` requests in flight, RateLimited (429).
+
+    ``overdraft`` ``one-hold`` admits while ``balance - holds > 0``; ``none`` only while
+    ``balance - holds >= amount``. The user-row UPDATE comes first, so the row lock it takes
+    (PostgreSQL) or the write lock (SQLite) serialises a user's admissions and the count of the
+    key's live holds is exact across every worker and instance. The caller commits.
     """
+    room = User.balance_nanos - User.held_nanos
     admitted = db.session.execute(
         update(User)
-        .where(User.id == user_id, User.balance_nanos - User.held_nanos > 0)
+        .where(User.id == user_id, room >= amount_nanos if overdraft == "none" else room > 0)
         .values(held_nanos=User.held_nanos + amount_nanos)
         .execution_options(synchronize_session=False)
     ).rowcount
     if admitted != 1:
         db.session.rollback()
-        balance = db.session.scalar(select(User.balance_nanos).where(User.id == user_id)) or 0
-        db.session.rollback()
-        if balance <= 0:
-            raise InsufficientBalance(
-                f"Your wallet balance is {format_nanos(balance)[:-7]}. "
-                "Add funds in the dashboard to keep using the API.")
+        _refuse(user_id, amount_nanos, overdraft)
+    now = utcnow()
+    if concurrency and api_key_id is not None:
+        in_flight = db.session.scalar(select(func.count()).select_from(Hold).where(
+            Hold.api_key_id == api_key_id, Hold.lease_until > now))
+        if in_flight >= concurrency:
+            db.session.rollback()
+            raise RateLimited(
+                f"Concurrency limit reached: this key allows {concurrency} requests in flight at "
+                "once (streams included). Retry when one of them has finished.",
+                headers={"retry-after": "1"})
+    db.session.execute(insert(Hold).values(
+        request_id=request_id, user_id=user_id, api_key_id=api_key_id, amount_nanos=amount_nanos,
+        created_at=now, lease_until=now + timedelta(seconds=lease_seconds)))
+
+
+def _refuse(user_id: int, amount_nanos: int, overdraft: str) -> None:
+    balance, held = db.session.execute(
+        select(User.balance_nanos, User.held_nanos).where(User.id == user_id)).one()
+    db.session.rollback()
+    if balance <= 0:
         raise InsufficientBalance(
-            "Your available balance is reserved by requests still in progress. "
-            "Wait for them to finish or add funds in the dashboard.")
-    db.session.execute(insert(Hold).values(request_id=request_id, user_id=user_id,
-                                           amount_nanos=amount_nanos, created_at=utcnow()))
+            f"Your wallet balance is {format_usd(balance)}. "
+            "Add funds in the dashboard to keep using the API.")
+    if overdraft == "none" and balance - held > 0:
+        raise InsufficientBalance(
+            f"This request needs up to {format_usd(amount_nanos, up=True)} held for its worst case, "
+            f"and {format_usd(balance - held)} is available. A lower max_tokens needs less; "
+            "or add funds in the dashboard.")
+    raise InsufficientBalance(
+        "Your available balance is reserved by requests still in progress. "
+        "Wait for them to finish or add funds in the dashboard.")
+
+
+def format_usd(nanos: int, *, up: bool = False) -> str:
+    """Nano-USD as dollars and cents for messages (rounded down, or ``up``): ``$1.24``."""
+    cents = -(-nanos // 10**7) if up else nanos // 10**7
+    sign = "-" if cents < 0 else ""
+    return f"{sign}${abs(cents) // 100}.{abs(cents) % 100:02d}"
 
 
 def _take_hold(request_id: str) -> int | None:
-    """Delete the request's hold and return its amount; None if it was settled already."""
+    """Delete the request's hold and return its amount; None if there is none (any more)."""
     return db.session.execute(
         delete(Hold).where(Hold.request_id == request_id).returning(Hold.amount_nanos)
     ).scalar_one_or_none()
@@ -155,35 +183,93 @@ def release(request_id: str, user_id: int) -> None:
     db.session.commit()
 
 
-def settle(*, request_id: str, user_id: int, api_key_id: int, model: str, usage: Usage,
-           price: Price, status: str, started_at: datetime) -> int | None:
-    """Charge a finished request exactly once; return the cost, or None if already settled."""
-    held = _take_hold(request_id)
-    if held is None:
+def renew_leases(request_ids: list[str], lease_seconds: float) -> None:
+    """Extend the leases of requests still in flight in this process."""
+    until = utcnow() + timedelta(seconds=lease_seconds)
+    for start in range(0, len(request_ids), 500):
+        db.session.execute(update(Hold).where(Hold.request_id.in_(request_ids[start:start + 500]))
+                           .values(lease_until=until).execution_options(synchronize_session=False))
+    db.session.commit()
+
+
+@dataclass(frozen=True)
+class Charge:
+    """Everything a settlement needs, in plain values (it may wait in the journal)."""
+
+    request_id: str
+    user_id: int
+    api_key_id: int
+    model: str
+    usage: Usage
+    price: Price
+    status: str
+    started_at: datetime
+    hold_nanos: int = 0
+    tool_prices: dict[str, int] = field(default_factory=dict)  # nano-USD per server tool use
+
+    def tool_detail(self) -> dict[str, dict[str, int]]:
+        """Each server tool used: its uses and their fees."""
+        return {tool: {"uses": uses, "nanos": uses * self.tool_prices.get(tool, 0)}
+                for tool, uses in sorted(self.usage.server_tools.items()) if uses}
+
+    def cost(self) -> int:
+        """Tokens at the model's prices plus the server tools' fees."""
+        return (cost_nanos(self.usage, self.price)
+                + sum(item["nanos"] for item in self.tool_detail().values()))
+
+
+def settle(charge: Charge) -> int | None:
+    """Charge a finished request exactly once; return the cost, or None if already charged.
+
+    The hold is deleted if it is still there; a request whose hold was released meanwhile (its
+    lease ran out while the database was unreachable) is charged all the same, and the unique
+    ledger ``request_id`` makes a second settlement of the same request a no-op.
+    """
+    held = _take_hold(charge.request_id)
+    if held is None and db.session.scalar(
+            select(LedgerEntry.id).where(LedgerEntry.request_id == charge.request_id)) is not None:
         db.session.rollback()
         return None
-    cost = cost_nanos(usage, price)
+    cost = charge.cost()
+    usage = charge.usage
     db.session.execute(
-        update(User).where(User.id == user_id)
-        .values(balance_nanos=User.balance_nanos - cost, held_nanos=User.held_nanos - held)
+        update(User).where(User.id == charge.user_id)
+        .values(balance_nanos=User.balance_nanos - cost, held_nanos=User.held_nanos - (held or 0))
         .execution_options(synchronize_session=False))
     now = utcnow()
-    count_tokens_used(api_key_id, usage.total_tokens, now)
+    count_tokens_used(charge.api_key_id, usage.total_tokens, now)
     db.session.execute(
-        update(ApiKey).where(ApiKey.id == api_key_id).values(last_used_at=now)
+        update(ApiKey).where(ApiKey.id == charge.api_key_id).values(last_used_at=now)
         .execution_options(synchronize_session=False))
+    over_hold = cost > charge.hold_nanos
+    tools = charge.tool_detail()
     # Core inserts: the request path skips the ORM's unit of work.
     db.session.execute(insert(LedgerEntry).values(
-        request_id=request_id, user_id=user_id, kind="usage", api_key_id=api_key_id, model=model,
+        request_id=charge.request_id, user_id=charge.user_id, kind="usage",
+        api_key_id=charge.api_key_id, model=charge.model,
         input_tokens=usage.input_tokens, output_tokens=usage.output_tokens,
         cache_creation_input_tokens=usage.cache_creation_input_tokens,
         cache_creation_1h_input_tokens=usage.cache_creation_1h_input_tokens,
         cache_read_input_tokens=usage.cache_read_input_tokens,
-        amount_nanos=-cost, status=status, started_at=started_at, created_at=now))
-    db.session.commit()
-    log.info("settled %s user=%s key=%s model=%s status=%s cost_nanos=%s",
-             request_id, user_id, api_key_id, model, status, cost)
+        amount_nanos=-cost, status=charge.status, started_at=charge.started_at, created_at=now,
+        hold_nanos=charge.hold_nanos, over_hold=over_hold,
+        detail={"server_tools": tools} if tools else None))
+    try:
+        db.session.commit()
+    except IntegrityError:  # settled by another process at the same moment
+        db.session.rollback()
+        return None
+    if over_hold:
+        OVER_HOLD.append(charge.request_id)
+        log.error("charge above its hold: %s cost_nanos=%s hold_nanos=%s model=%s",
+                  charge.request_id, cost, charge.hold_nanos, charge.model)
+    log.info("settled %s user=%s key=%s model=%s status=%s cost_nanos=%s", charge.request_id,
+             charge.user_id, charge.api_key_id, charge.model, charge.status, cost)
     return cost
+
+
+# Request ids charged above their hold in this process (the metrics count them).
+OVER_HOLD: list[str] = []
 
 
 def credit(user_id: int, amount_nanos: int, note: str | None = None, *, kind: str = "credit",
@@ -237,15 +323,20 @@ def redeem_topup_code(user_id: int, code: str) -> int:
     return amount
 
 
-def release_stale_holds(older_than: timedelta) -> int:
-    """Free holds left by a worker that died mid-request; return how many were released."""
-    cutoff = utcnow() - older_than
-    stale = db.session.execute(
-        select(Hold.request_id, Hold.user_id).where(Hold.created_at < cutoff)).all()
+def release_expired_holds() -> int:
+    """Free the holds whose lease ran out (their worker died); return how many were released.
+
+    A live request renews its lease while it runs, so this never frees a hold in use.
+    """
+    now = utcnow()
+    expired = db.session.execute(
+        select(Hold.request_id, Hold.user_id).where(Hold.lease_until < now)).all()
     db.session.rollback()
-    for request_id, user_id in stale:
+    for request_id, user_id in expired:
         release(request_id, user_id)
-    return len(stale)
+    if expired:
+        log.warning("released %s holds whose lease expired", len(expired))
+    return len(expired)
 
 
 def ledger_sum(user_id: int) -> int:

@@ -38,6 +38,21 @@ SEED = [
      ("5", "30", "5", "5", "0.50")),
 ]
 
+# Server-side tools bill per use on top of tokens (the providers' list prices, nano-USD):
+# Anthropic web search $10 per 1,000 searches, web fetch free (its content bills as input),
+# code execution $0.05 per container-hour (held and charged as one hour per request that
+# uses a container: the usage reports no duration); OpenAI web search $10 and file search
+# $2.50 per 1,000 calls, code interpreter $0.03 per container.
+TOOL_FEES = {
+    "anthropic": {"web_search": 10_000_000, "web_fetch": 0, "code_execution": 50_000_000},
+    "openai": {"web_search": 10_000_000, "file_search": 2_500_000, "code_interpreter": 30_000_000},
+}
+
+
+def tool_fee(provider: str, tool: str) -> int:
+    """Nano-USD per use of a provider's server tool (0 for tools without a fee)."""
+    return TOOL_FEES.get(provider, {}).get(tool, 0)
+
 
 @dataclass(frozen=True)
 class ModelEntry:

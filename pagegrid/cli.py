@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import secrets
-from datetime import timedelta
 
 import click
 from flask import Flask
+from flask import current_app
 from flask.cli import with_appcontext
 from flask_migrate import upgrade
 from sqlalchemy import select
@@ -19,6 +19,7 @@ from pagegrid.keys import create_key
 from pagegrid.keys import update_settings
 from pagegrid.models import ApiKey
 from pagegrid.models import User
+from pagegrid.settlement import settlements
 
 
 def _user(email: str) -> User:
@@ -43,8 +44,15 @@ def init_db_command() -> None:
     """Create or migrate the schema and seed the model catalog (safe to run twice)."""
     upgrade()
     added = seed_catalog()
-    released = billing.release_stale_holds(timedelta(hours=2))
-    click.echo(f"Database ready; {added} catalog models added; {released} stale holds released.")
+    settled, failing, released = _settle_and_sweep()
+    click.echo(f"Database ready; {added} catalog models added; {settled} journaled settlements "
+               f"replayed ({failing} still failing); {released} holds with expired leases released.")
+
+
+def _settle_and_sweep() -> tuple[int, int, int]:
+    journal = settlements(current_app).journal
+    settled, failing = journal.replay_orphans()
+    return settled, failing, billing.release_expired_holds()
 
 
 @click.command("create-user")
@@ -98,12 +106,15 @@ def credit_command(email: str, amount_usd: str, note: str | None) -> None:
 @click.option("--daily-limit", type=click.IntRange(min=0), default=0, help="0 = unlimited")
 @click.option("--monthly-token-limit", type=click.IntRange(min=0), default=0, help="0 = unlimited")
 @click.option("--models", default="", help="Comma-separated allow-list (empty = all).")
+@click.option("--concurrency", type=click.IntRange(min=1), default=None,
+              help="Requests in flight at once, streams included (default PAGEGRID_KEY_CONCURRENCY).")
 def create_key_command(email: str, name: str, rpm: int, daily_limit: int,
-                       monthly_token_limit: int, models: str) -> None:
+                       monthly_token_limit: int, models: str, concurrency: int | None) -> None:
     """Print a new key, and nothing else, on stdout."""
     allowed = [m.strip() for m in models.split(",") if m.strip()]
     _, secret = create_key(_user(email), name=name, rpm=rpm, daily_request_limit=daily_limit,
-                           monthly_token_limit=monthly_token_limit, allowed_models=allowed)
+                           monthly_token_limit=monthly_token_limit, allowed_models=allowed,
+                           concurrency=concurrency or current_app.config["PAGEGRID_KEY_CONCURRENCY"])
     click.echo(secret)
 
 
@@ -117,7 +128,8 @@ def list_keys_command(email: str) -> None:
         status = "revoked" if key.revoked_at else "active"
         models = ",".join(key.allowed_models or []) or "all models"
         click.echo(f"{key.id}\t{key.display}\t{key.name or '-'}\t{status}\trpm={key.rpm}\t"
-                   f"daily={key.daily_request_limit}\tmonthly_tokens={key.monthly_token_limit}\t{models}")
+                   f"concurrency={key.concurrency}\tdaily={key.daily_request_limit}\t"
+                   f"monthly_tokens={key.monthly_token_limit}\t{models}")
 
 
 @click.command("set-key-limits")
@@ -127,15 +139,18 @@ def list_keys_command(email: str) -> None:
 @click.option("--daily-limit", type=click.IntRange(min=0), help="0 = unlimited")
 @click.option("--monthly-token-limit", type=click.IntRange(min=0), help="0 = unlimited")
 @click.option("--models", help="Comma-separated allow-list; an empty string allows all models.")
+@click.option("--concurrency", type=click.IntRange(min=1))
 def set_key_limits_command(key_id: int, rpm: int | None, daily_limit: int | None,
-                           monthly_token_limit: int | None, models: str | None) -> None:
+                           monthly_token_limit: int | None, models: str | None,
+                           concurrency: int | None) -> None:
     """Change a key's limits without changing the key."""
     key = db.session.get(ApiKey, key_id)
     if key is None:
         raise click.ClickException(f"no key with id {key_id}")
     allowed = None if models is None else [m.strip() for m in models.split(",") if m.strip()]
     update_settings(key, rpm=rpm, daily_request_limit=daily_limit,
-                    monthly_token_limit=monthly_token_limit, allowed_models=allowed)
+                    monthly_token_limit=monthly_token_limit, allowed_models=allowed,
+                    concurrency=concurrency)
     click.echo(f"updated {key.display}")
 
 
@@ -149,16 +164,29 @@ def balance_command(email: str) -> None:
 
 @click.command("release-holds")
 @with_appcontext
-@click.option("--older-than-minutes", type=click.IntRange(min=1), default=120, show_default=True)
-def release_holds_command(older_than_minutes: int) -> None:
-    """Release holds left behind by a worker that died mid-request."""
-    released = billing.release_stale_holds(timedelta(minutes=older_than_minutes))
-    click.echo(f"{released} stale holds released")
+def release_holds_command() -> None:
+    """Charge what dead workers journaled, then release holds whose lease expired.
+
+    A request in flight keeps renewing its lease, so this never frees a live request's hold.
+    """
+    settled, failing, released = _settle_and_sweep()
+    click.echo(f"{settled} journaled settlements replayed ({failing} still failing); "
+               f"{released} holds with expired leases released")
+
+
+@click.command("settle-pending")
+@with_appcontext
+def settle_pending_command() -> None:
+    """Charge the settlements that dead workers left in the journal (exactly once)."""
+    settled, failing = settlements(current_app).journal.replay_orphans()
+    click.echo(f"{settled} journaled settlements replayed; {failing} still failing")
+    if failing:
+        raise SystemExit(1)
 
 
 def register(app: Flask) -> None:
     """Add the commands to ``app.cli``."""
     for command in (init_db_command, create_user_command, ensure_admin_command, credit_command,
                     create_key_command, list_keys_command, set_key_limits_command, balance_command,
-                    release_holds_command):
+                    release_holds_command, settle_pending_command):
         app.cli.add_command(command)

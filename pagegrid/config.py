@@ -63,7 +63,22 @@ def from_environ(instance_path: Path) -> dict:
         "PAGEGRID_UPSTREAM_CONNECT_TIMEOUT": float(env("PAGEGRID_UPSTREAM_CONNECT_TIMEOUT") or 10),
         "PAGEGRID_UPSTREAM_READ_TIMEOUT": float(env("PAGEGRID_UPSTREAM_READ_TIMEOUT") or 600),
         "PAGEGRID_DEMO_DELAY": float(env("PAGEGRID_DEMO_DELAY") or 0.03),
+        # Money under adversity (README "Money"): how far a wallet may go below zero, how long
+        # a hold lives without its worker renewing it, where failed settlements wait.
+        "PAGEGRID_OVERDRAFT": overdraft_policy(env("PAGEGRID_OVERDRAFT") or "one-hold"),
+        "PAGEGRID_HOLD_LEASE_SECONDS": float(env("PAGEGRID_HOLD_LEASE_SECONDS") or 120),
+        "PAGEGRID_JOURNAL_DIR": env("PAGEGRID_JOURNAL_DIR") or str(instance_path / "journal"),
+        "PAGEGRID_KEY_CONCURRENCY": int(env("PAGEGRID_KEY_CONCURRENCY") or 16),
+        # A client gets this long to send its whole body (408 after), before any database work.
+        "PAGEGRID_BODY_TIMEOUT": float(env("PAGEGRID_BODY_TIMEOUT") or 30),
     }
+
+
+def overdraft_policy(value: str) -> str:
+    """``one-hold`` or ``none``; anything else stops the start with a clear message."""
+    if value not in ("one-hold", "none"):
+        raise SystemExit(f"PAGEGRID_OVERDRAFT must be one-hold or none, not {value!r}")
+    return value
 
 
 def normalise_database_url(url: str) -> str:
@@ -79,4 +94,7 @@ def engine_options(database_url: str) -> dict:
     if database_url.startswith("sqlite"):
         # Several greenlets/threads share the file: wait for the write lock instead of failing.
         return {"connect_args": {"timeout": 30, "check_same_thread": False}}
-    return {"pool_pre_ping": True, "pool_size": 10, "max_overflow": 20}
+    # A request that cannot get a connection within pool_timeout answers 503 instead of
+    # queueing behind the others; connect_timeout bounds a connection attempt to a dead server.
+    return {"pool_pre_ping": True, "pool_size": 10, "max_overflow": 20, "pool_timeout": 5,
+            "connect_args": {"connect_timeout": 5}}

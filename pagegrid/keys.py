@@ -31,6 +31,7 @@ class KeyContext:
     daily_request_limit: int
     monthly_token_limit: int
     allowed_models: tuple[str, ...]
+    concurrency: int = 16
 
 
 def _new_secret() -> str:
@@ -44,13 +45,13 @@ def hash_key(secret: str) -> str:
 
 def create_key(user: User, *, name: str = "", rpm: int = 10, daily_request_limit: int = 0,
                monthly_token_limit: int = 0, allowed_models: list[str] | None = None,
-               expires_at: datetime | None = None) -> tuple[ApiKey, str]:
+               expires_at: datetime | None = None, concurrency: int = 16) -> tuple[ApiKey, str]:
     """Create a key for ``user``; return the row and the secret, which is never stored."""
     secret = _new_secret()
     key = ApiKey(user_id=user.id, name=name, key_hash=hash_key(secret), prefix=secret[:7],
                  last4=secret[-4:], rpm=rpm, daily_request_limit=daily_request_limit,
                  monthly_token_limit=monthly_token_limit, allowed_models=allowed_models or [],
-                 expires_at=expires_at)
+                 expires_at=expires_at, concurrency=concurrency)
     db.session.add(key)
     db.session.commit()
     return key, secret
@@ -58,7 +59,7 @@ def create_key(user: User, *, name: str = "", rpm: int = 10, daily_request_limit
 
 def update_settings(key: ApiKey, *, rpm: int | None = None, daily_request_limit: int | None = None,
                     monthly_token_limit: int | None = None, allowed_models: list[str] | None = None,
-                    expires_at: datetime | None = None) -> ApiKey:
+                    expires_at: datetime | None = None, concurrency: int | None = None) -> ApiKey:
     """Change a key's limits and restrictions; the secret stays the same. None keeps a value."""
     if rpm is not None:
         key.rpm = rpm
@@ -70,6 +71,8 @@ def update_settings(key: ApiKey, *, rpm: int | None = None, daily_request_limit:
         key.allowed_models = allowed_models
     if expires_at is not None:
         key.expires_at = expires_at
+    if concurrency is not None:
+        key.concurrency = concurrency
     db.session.commit()
     return key
 
@@ -111,22 +114,28 @@ def authenticate(headers: Mapping[str, str]) -> KeyContext:
         raise AuthenticationFailed("Invalid API key format: keys are pg- followed by 64 hex characters.")
     digest = hash_key(secret)
     row = db.session.execute(
-        select(ApiKey, User.active).join(User, User.id == ApiKey.user_id)
-        .where(ApiKey.key_hash == digest)).first()
+        select(ApiKey, User.active, User.max_rpm, User.max_concurrency)
+        .join(User, User.id == ApiKey.user_id).where(ApiKey.key_hash == digest)).first()
     # The index finds the row; the final comparison of digests runs in constant time.
     if row is None or not hmac.compare_digest(row[0].key_hash, digest):
         raise AuthenticationFailed("Invalid API key.")
-    key, user_active = row
+    key, user_active, max_rpm, max_concurrency = row
     if key.revoked_at is not None:
         raise AuthenticationFailed("This API key has been revoked.")
     if key.expires_at is not None and _aware(key.expires_at) <= utcnow():
         raise AuthenticationFailed("This API key has expired.")
     if not user_active:
         raise AuthenticationFailed("This account is disabled.")
-    return KeyContext(key_id=key.id, user_id=key.user_id, rpm=key.rpm,
+    # The admin's ceilings for the user bound what the customer set on the key.
+    return KeyContext(key_id=key.id, user_id=key.user_id, rpm=_ceiling(key.rpm, max_rpm),
                       daily_request_limit=key.daily_request_limit,
                       monthly_token_limit=key.monthly_token_limit,
-                      allowed_models=tuple(key.allowed_models or ()))
+                      allowed_models=tuple(key.allowed_models or ()),
+                      concurrency=_ceiling(key.concurrency, max_concurrency))
+
+
+def _ceiling(value: int, ceiling: int | None) -> int:
+    return min(value, ceiling) if ceiling else value
 
 
 def _aware(moment: datetime) -> datetime:

@@ -15,6 +15,8 @@ from sqlalchemy import Index
 from sqlalchemy import Integer
 from sqlalchemy import String
 from sqlalchemy import Text
+from sqlalchemy import false
+from sqlalchemy import true
 from sqlalchemy.orm import Mapped
 from sqlalchemy.orm import mapped_column
 
@@ -45,6 +47,11 @@ class User(UserMixin, db.Model):
     # Sum of this user's open holds (rows in ``holds``), kept beside the balance so that
     # admission is one conditional UPDATE.
     held_nanos: Mapped[int] = mapped_column(BigInteger, default=0)
+    # Ceilings the admin sets; the customer's own keys cannot exceed them (None: no ceiling).
+    max_rpm: Mapped[int | None] = mapped_column(Integer)
+    max_concurrency: Mapped[int | None] = mapped_column(Integer)
+    # Whether the customer may raise or remove daily/monthly limits on their keys.
+    may_lift_quotas: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
     @property
@@ -71,6 +78,8 @@ class ApiKey(db.Model):
     daily_request_limit: Mapped[int] = mapped_column(Integer, default=0)
     monthly_token_limit: Mapped[int] = mapped_column(BigInteger, default=0)
     allowed_models: Mapped[list] = mapped_column(JSON, default=list)
+    # Requests in flight at once (streams included), counted from the open holds' leases.
+    concurrency: Mapped[int] = mapped_column(Integer, default=16, server_default="16")
 
     @property
     def display(self) -> str:
@@ -124,14 +133,21 @@ class Upstream(db.Model):
 
 
 class Hold(db.Model):
-    """Money reserved for a request in flight; deleted exactly once, at settlement."""
+    """Money reserved for a request in flight; deleted exactly once, at settlement.
+
+    The worker serving the request renews ``lease_until`` while it runs; a hold whose lease
+    expired belongs to a worker that died, and only such holds are ever released unsettled.
+    Open holds with a live lease are also the key's requests in flight (its concurrency).
+    """
 
     __tablename__ = "holds"
 
     request_id: Mapped[str] = mapped_column(String(64), primary_key=True)
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    api_key_id: Mapped[int | None] = mapped_column(Integer, index=True)
     amount_nanos: Mapped[int] = mapped_column(BigInteger)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    lease_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), index=True)
 
     __table_args__ = (CheckConstraint("amount_nanos >= 0", name="amount_not_negative"),)
 
@@ -158,6 +174,11 @@ class LedgerEntry(db.Model):
     amount_nanos: Mapped[int] = mapped_column(BigInteger)
     status: Mapped[str] = mapped_column(String(20))  # complete | client_aborted | upstream_error
     note: Mapped[str | None] = mapped_column(Text)
+    # What the request held, and whether its charge exceeded that (logged as an error too).
+    hold_nanos: Mapped[int | None] = mapped_column(BigInteger)
+    over_hold: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    # Charges beside tokens: server tool uses and their fees (``{"server_tools": {...}}``).
+    detail: Mapped[dict | None] = mapped_column(JSON)
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 

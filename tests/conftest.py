@@ -7,6 +7,7 @@ import re
 import secrets
 import threading
 import time
+from pathlib import Path
 
 import anthropic
 import httpx2
@@ -92,9 +93,10 @@ def fake_upstream(fake_server: FakeUpstream) -> FakeUpstream:
 
 
 @pytest.fixture
-def app(database_url: str, fake_upstream: FakeUpstream):
+def app(database_url: str, fake_upstream: FakeUpstream, tmp_path: Path):
     """An app on the run's database, emptied and re-seeded, pointed at the fake upstream."""
     app = create_app({
+        "PAGEGRID_JOURNAL_DIR": str(tmp_path / "journal"),
         "TESTING": True,
         "SQLALCHEMY_DATABASE_URI": database_url,
         "PAGEGRID_ANTHROPIC_URL": fake_upstream.url,
@@ -168,8 +170,9 @@ class Wallets:
             return user.id
 
     def key(self, user_id: int, **options) -> str:
-        """A key for the user; a high RPM unless the test is about limits."""
+        """A key for the user; a high RPM and concurrency unless the test is about limits."""
         options.setdefault("rpm", 10_000)
+        options.setdefault("concurrency", 1_000)
         with self.app.app_context():
             _, secret = create_key(db.session.get(User, user_id), **options)
             return secret

@@ -111,7 +111,8 @@ def test_codex_capture_replays(client, funded, wallets, fake_upstream, model):
     assert "event: response.completed" in response.get_data(as_text=True)
     sent = fake_upstream.requests[-1]
     if model.startswith("gpt"):
-        assert sent.body == body
+        # Codex's web_search tool bills per call: the gateway bounds the calls it may make.
+        assert sent.body == {**body, "max_tool_calls": 10}
     else:
         assert {t["name"] for t in sent.body["tools"]} >= {"exec_command"}
         assert "multi_agent_v1" not in {t["name"] for t in sent.body["tools"]}

@@ -9,6 +9,7 @@ from flask import request
 from pagegrid.api import bp
 from pagegrid.api.relay import upstream_target
 from pagegrid.billing import nanos_to_price_per_mtok
+from pagegrid.catalog import TOOL_FEES
 from pagegrid.catalog import ModelEntry
 from pagegrid.catalog import catalog
 from pagegrid.errors import ModelNotFound
@@ -50,6 +51,8 @@ def model_json(model: ModelEntry, upstream: str) -> dict:
             "cache_write": _price(price.cache_write),
             "cache_write_1h": _price(price.cache_write_1h),
             "cache_read": _price(price.cache_read),
+            # USD per use of the provider's server-side tools, on top of their tokens.
+            "server_tools": {tool: fee / 10**9 for tool, fee in TOOL_FEES[model.provider].items()},
         },
     }
 

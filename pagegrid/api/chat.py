@@ -30,7 +30,7 @@ from pagegrid.translate.chat_stream import AnthropicToOpenAIChatStream
 from pagegrid.translate.usage import AnthropicUsageMeter
 from pagegrid.translate.usage import OpenAIChatUsageMeter
 from pagegrid.translate.usage import Usage
-from pagegrid.translate.usage import usage_from_anthropic
+from pagegrid.translate.usage import anthropic_message_usage
 from pagegrid.translate.usage import usage_from_openai_chat
 from pagegrid.upstream import speaks
 from pagegrid.upstream.base import UpstreamTarget
@@ -76,13 +76,14 @@ def chat_completions() -> Response:
 def _passthrough(target: UpstreamTarget, body: dict, raw: bytes, model: ModelEntry, stream: bool,
                  include_usage: bool) -> relay.Exchange:
     """A GPT model: the client's body, with the model id and (streaming) include_usage set."""
-    payload = relay.upstream_body(body, raw, model)
+    _max_tokens(body, model)
+    upstream, same = relay.passthrough(body, raw, model)
     if stream and not include_usage:
-        payload = relay.dumps({**body, "model": model.upstream_id,
-                               "stream_options": {**(body.get("stream_options") or {}),
-                                                  "include_usage": True}})
+        upstream = {**body, "model": model.upstream_id,
+                    "stream_options": {**(body.get("stream_options") or {}), "include_usage": True}}
+        same = None
     return relay.Exchange(
-        target, "/v1/chat/completions", payload, stream, _max_tokens(body, model),
+        target, "/v1/chat/completions", upstream, same, stream,
         meter=lambda: OpenAIChatUsageMeter(relay.estimated_tokens(raw)),
         plan=lambda: Passthrough(chat_error, hide=None if include_usage else _usage_only),
         convert=lambda data: (data, usage_from_openai_chat(json.loads(data).get("usage"))))
@@ -100,10 +101,10 @@ def _through_messages(target: UpstreamTarget, body: dict, model: ModelEntry, str
         message = json.loads(data)
         completion = anthropic_message_to_openai_chat(message, model=model.id,
                                                       completion_id=completion_id, created=created)
-        return relay.dumps(completion), usage_from_anthropic(message["usage"])
+        return relay.dumps(completion), anthropic_message_usage(message)
 
     return relay.Exchange(
-        target, "/v1/messages", relay.dumps(request), stream, request["max_tokens"],
+        target, "/v1/messages", request, None, stream,
         meter=AnthropicUsageMeter,
         plan=lambda: Translated(AnthropicToOpenAIChatStream(model=model.id, completion_id=completion_id,
                                                             created=created, include_usage=include_usage),

@@ -27,7 +27,7 @@ from pagegrid.translate.chat_upstream import openai_chat_to_anthropic_message
 from pagegrid.translate.usage import AnthropicUsageMeter
 from pagegrid.translate.usage import OpenAIChatUsageMeter
 from pagegrid.translate.usage import Usage
-from pagegrid.translate.usage import usage_from_anthropic
+from pagegrid.translate.usage import anthropic_message_usage
 from pagegrid.translate.usage import usage_from_openai_chat
 from pagegrid.upstream import speaks
 from pagegrid.upstream.base import UpstreamTarget
@@ -48,9 +48,9 @@ def messages() -> Response:
     target = relay.upstream_target(model.provider)
     if speaks(target) == "anthropic":
         exchange = relay.Exchange(
-            target, "/v1/messages", relay.upstream_body(body, raw, model), stream, body["max_tokens"],
+            target, "/v1/messages", *relay.passthrough(body, raw, model), stream,
             meter=AnthropicUsageMeter, plan=lambda: Passthrough(anthropic_error),
-            convert=lambda data: (data, usage_from_anthropic(json.loads(data)["usage"])))
+            convert=lambda data: (data, anthropic_message_usage(json.loads(data))))
     else:
         exchange = _through_chat(target, body, raw, model, stream)
     return relay.run(key, model, g.request_id, len(raw), exchange)
@@ -68,7 +68,7 @@ def _through_chat(target: UpstreamTarget, body: dict, raw: bytes, model: ModelEn
         return relay.dumps(message), usage_from_openai_chat(completion.get("usage"))
 
     return relay.Exchange(
-        target, "/v1/chat/completions", relay.dumps(chat), stream, body["max_tokens"],
+        target, "/v1/chat/completions", chat, None, stream,
         meter=lambda: OpenAIChatUsageMeter(relay.estimated_tokens(raw)),
         plan=lambda: Translated(OpenAIChatToAnthropicStream(model=model.id, message_id=message_id),
                                 frame_named, anthropic_error),

@@ -24,7 +24,9 @@ from flask import request
 from sqlalchemy import select
 
 from pagegrid import billing
+from pagegrid import bounds
 from pagegrid import limits
+from pagegrid.catalog import TOOL_FEES
 from pagegrid.catalog import ModelEntry
 from pagegrid.catalog import catalog
 from pagegrid.errors import GatewayError
@@ -38,6 +40,7 @@ from pagegrid.extensions import db
 from pagegrid.keys import KeyContext
 from pagegrid.models import Upstream
 from pagegrid.models import utcnow
+from pagegrid.settlement import settlements
 from pagegrid.sse import SSEDecoder
 from pagegrid.sse import SSEEvent
 from pagegrid.translate.usage import Usage
@@ -60,6 +63,9 @@ class Admitted:
     key_id: int
     model: ModelEntry
     started_at: datetime
+    hold_nanos: int
+    # Server tools billed per request rather than reported (web search on Chat Completions).
+    fixed_tools: dict[str, int]
 
 
 def read_json_body() -> tuple[dict, bytes]:
@@ -116,24 +122,37 @@ def upstream_target(provider: str) -> UpstreamTarget:
     return target
 
 
-def admit(key: KeyContext, model: ModelEntry, request_id: str, body_bytes: int,
-          max_tokens: int) -> Admitted:
-    """Hold the request's worst-case cost (402) and count it against the key's quotas (429)."""
-    hold = billing.hold_nanos(body_bytes, max_tokens, model.max_output, model.price)
+def admit(key: KeyContext, model: ModelEntry, request_id: str, bound: bounds.Bound,
+          fixed_tools: dict[str, int]) -> Admitted:
+    """Hold the request's worst-case cost (402), take a concurrency slot and count it against
+    the key's quotas (429), in one transaction; the hold's lease is renewed until it settles."""
+    hold = bound.nanos(model)
     started = utcnow()
+    config = current_app.config
     try:
-        billing.reserve(key.user_id, request_id, hold)
+        billing.reserve(key.user_id, request_id, hold, api_key_id=key.key_id,
+                        concurrency=key.concurrency, lease_seconds=config["PAGEGRID_HOLD_LEASE_SECONDS"],
+                        overdraft=config["PAGEGRID_OVERDRAFT"])
         limits.admit_request(key, started)
     except GatewayError:
         db.session.rollback()
         raise
     db.session.commit()
-    return Admitted(request_id, key.user_id, key.key_id, model, started)
+    settlements(current_app).admitted(request_id)
+    return Admitted(request_id, key.user_id, key.key_id, model, started, hold, fixed_tools)
 
 
-def release(admitted: Admitted) -> None:
-    """Give a hold back without charging: the request failed before the upstream answered."""
-    billing.release(admitted.request_id, admitted.user_id)
+def release(app: Flask, admitted: Admitted) -> None:
+    """Give a hold back without charging: the request failed before the upstream answered.
+
+    Never raises: if the database is unreachable the hold's lease runs out and it is swept.
+    """
+    try:
+        with app.app_context():
+            billing.release(admitted.request_id, admitted.user_id)
+    except Exception:
+        log.exception("could not release the hold of %s; it lapses with its lease", admitted.request_id)
+    settlements(app).finished(admitted.request_id)
 
 
 def stream_flag(body: dict) -> bool:
@@ -156,9 +175,8 @@ def estimated_tokens(raw: bytes) -> int:
 
 def upstream_body(body: dict, raw: bytes, model: ModelEntry) -> bytes:
     """The body for the provider: the client's bytes, with the model id rewritten if needed."""
-    if body["model"] == model.upstream_id:
-        return raw
-    return dumps({**body, "model": model.upstream_id})
+    body, same = passthrough(body, raw, model)
+    return same if same is not None else dumps(body)
 
 
 def send(target: UpstreamTarget, path: str, payload: bytes) -> UpstreamReply:
@@ -195,15 +213,14 @@ def upstream_status_error(reply: UpstreamReply) -> GatewayError:
 
 
 def settle(app: Flask, admitted: Admitted, usage: Usage, status: str) -> None:
-    """Charge in a fresh app context; never raises (the client is gone or answered already)."""
-    try:
-        with app.app_context():
-            billing.settle(request_id=admitted.request_id, user_id=admitted.user_id,
-                           api_key_id=admitted.key_id, model=admitted.model.id, usage=usage,
-                           price=admitted.model.price, status=status,
-                           started_at=admitted.started_at)
-    except Exception:
-        log.exception("settlement failed for %s; its hold stays until released", admitted.request_id)
+    """Charge exactly once, now or (database trouble) from the journal; never raises."""
+    for tool, uses in admitted.fixed_tools.items():
+        usage.server_tools[tool] = max(usage.server_tools.get(tool, 0), uses)
+    model = admitted.model
+    settlements(app).settle(billing.Charge(
+        request_id=admitted.request_id, user_id=admitted.user_id, api_key_id=admitted.key_id,
+        model=model.id, usage=usage, price=model.price, status=status, started_at=admitted.started_at,
+        hold_nanos=admitted.hold_nanos, tool_prices=dict(TOOL_FEES.get(model.provider, {}))))
 
 
 class Meter(Protocol):
@@ -229,27 +246,43 @@ class StreamPlan(Protocol):
 
 @dataclass
 class Exchange:
-    """How one request travels: what goes to the provider and how its answer comes back."""
+    """How one request travels: what goes to the provider and how its answer comes back.
+
+    ``body`` is the provider-dialect body; ``raw`` its bytes when they are the client's own
+    (passthrough with nothing changed), so they are forwarded untouched.
+    """
 
     target: UpstreamTarget
     path: str
-    payload: bytes
+    body: dict
+    raw: bytes | None
     stream: bool
-    max_tokens: int
     meter: Callable[[], Meter]
     plan: Callable[[], StreamPlan]
     convert: Callable[[bytes], tuple[bytes, Usage]]
 
 
+def passthrough(body: dict, raw: bytes, model: ModelEntry) -> tuple[dict, bytes | None]:
+    """The client's body for the provider: its own bytes unless the model id must be rewritten."""
+    if body["model"] == model.upstream_id:
+        return body, raw
+    return {**body, "model": model.upstream_id}, None
+
+
 def run(key: KeyContext, model: ModelEntry, request_id: str, body_bytes: int,
         exchange: Exchange) -> Response:
     """Admit, call the provider, answer (streaming or not), and make sure it is settled once."""
-    admitted = admit(key, model, request_id, body_bytes, exchange.max_tokens)
+    payload = exchange.raw if exchange.raw is not None else dumps(exchange.body)
+    bound = bounds.BY_PATH[exchange.path](exchange.body, max(body_bytes, len(payload)), model)
+    if bound.patched:  # a server tool limit was set: send the body as changed
+        payload = dumps(exchange.body)
+    fixed = bound.tool_uses if exchange.path == "/v1/chat/completions" else {}
+    admitted = admit(key, model, request_id, bound, fixed)
     app = current_app._get_current_object()
     handed_off = False
     try:
         adapter = get_adapter(exchange.target, current_app.config)
-        reply = adapter.send(exchange.path, exchange.payload, request.headers, exchange.stream)
+        reply = adapter.send(exchange.path, payload, request.headers, exchange.stream)
         if reply.status != 200:
             raise upstream_status_error(reply)
         if exchange.stream:
@@ -271,16 +304,12 @@ def run(key: KeyContext, model: ModelEntry, request_id: str, body_bytes: int,
         return response
     finally:
         if not handed_off:
-            release(admitted)
+            release(app, admitted)
 
 
 def _release_unstarted(app: Flask, admitted: Admitted, reply: UpstreamReply) -> None:
     reply.close()
-    try:
-        with app.app_context():
-            release(admitted)
-    except Exception:
-        log.exception("could not release the hold of %s", admitted.request_id)
+    release(app, admitted)
 
 
 def relay_stream(app: Flask, admitted: Admitted, reply: UpstreamReply, meter: Meter,

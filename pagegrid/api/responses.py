@@ -30,8 +30,8 @@ from pagegrid.translate.responses_stream import AnthropicToOpenAIResponsesStream
 from pagegrid.translate.usage import AnthropicUsageMeter
 from pagegrid.translate.usage import OpenAIResponsesUsageMeter
 from pagegrid.translate.usage import Usage
-from pagegrid.translate.usage import usage_from_anthropic
-from pagegrid.translate.usage import usage_from_openai_responses
+from pagegrid.translate.usage import anthropic_message_usage
+from pagegrid.translate.usage import openai_response_usage
 from pagegrid.upstream import speaks
 from pagegrid.upstream.base import UpstreamTarget
 
@@ -56,11 +56,10 @@ def responses() -> Response:
         if limit is not None and (not isinstance(limit, int) or isinstance(limit, bool) or limit < 1):
             raise InvalidRequest("max_output_tokens: must be a positive integer", param="max_output_tokens")
         exchange = relay.Exchange(
-            target, "/v1/responses", relay.upstream_body(body, raw, model), stream,
-            limit or model.max_output,
+            target, "/v1/responses", *relay.passthrough(body, raw, model), stream,
             meter=lambda: OpenAIResponsesUsageMeter(relay.estimated_tokens(raw)),
             plan=lambda: Passthrough(responses_error),
-            convert=lambda data: (data, usage_from_openai_responses(json.loads(data).get("usage"))))
+            convert=lambda data: (data, openai_response_usage(json.loads(data))))
     else:
         exchange = _through_messages(target, body, model, stream)
     return relay.run(key, model, g.request_id, len(raw), exchange)
@@ -80,10 +79,10 @@ def _through_messages(target: UpstreamTarget, body: dict, model: ModelEntry,
         message = json.loads(data)
         response = anthropic_message_to_openai_response(message, model=model.id, response_id=response_id,
                                                         created_at=created_at)
-        return relay.dumps(response), usage_from_anthropic(message["usage"])
+        return relay.dumps(response), anthropic_message_usage(message)
 
     return relay.Exchange(
-        target, "/v1/messages", relay.dumps(request_body), stream, request_body["max_tokens"],
+        target, "/v1/messages", request_body, None, stream,
         meter=AnthropicUsageMeter,
         plan=lambda: Translated(AnthropicToOpenAIResponsesStream(model=model.id, response_id=response_id,
                                                                  created_at=created_at),

@@ -17,6 +17,7 @@ from flask import render_template
 from flask import request
 
 from pagegrid import billing
+from pagegrid import bounds
 from pagegrid import limits
 from pagegrid.api.catalog import model_json
 from pagegrid.api.relay import upstream_target
@@ -78,7 +79,8 @@ def example_model(models: list[ModelEntry], provider: str) -> ModelEntry | None:
 def _hold(model: ModelEntry | None, body_bytes: int, max_tokens: int) -> str | None:
     if model is None:
         return None
-    return exact_usd(billing.hold_nanos(body_bytes, max_tokens, model.max_output, model.price))
+    body = {"max_tokens": max_tokens, "messages": []}
+    return exact_usd(bounds.anthropic_messages(body, body_bytes, model).nanos(model))
 
 
 def _openclaw_model(model: ModelEntry) -> dict:

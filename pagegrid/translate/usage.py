@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from dataclasses import field
 
 # A token is about four characters of text; used only when a stream ends before the
 # provider reports its final output count.
@@ -18,6 +19,8 @@ class Usage:
     cache_creation_input_tokens: int = 0
     cache_creation_1h_input_tokens: int = 0
     cache_read_input_tokens: int = 0
+    # Uses of the provider's server-side tools, billed per use (``{"web_search": 2}``).
+    server_tools: dict[str, int] = field(default_factory=dict)
 
     @property
     def total_tokens(self) -> int:
@@ -38,13 +41,48 @@ def usage_from_anthropic(usage: dict | None) -> Usage:
     writes = usage.get("cache_creation_input_tokens")
     if writes is None:
         writes = _int(split.get("ephemeral_5m_input_tokens")) + one_hour
+    server = usage.get("server_tool_use") if isinstance(usage.get("server_tool_use"), dict) else {}
+    tools = {name: _int(server.get(f"{name}_requests")) for name in ("web_search", "web_fetch")}
     return Usage(
         input_tokens=_int(usage.get("input_tokens")),
         output_tokens=_int(usage.get("output_tokens")),
         cache_creation_input_tokens=_int(writes),
         cache_creation_1h_input_tokens=min(one_hour, _int(writes)),
         cache_read_input_tokens=_int(usage.get("cache_read_input_tokens")),
+        server_tools={name: n for name, n in tools.items() if n},
     )
+
+
+# Anthropic's code execution tools, billed per container (one per request here).
+CODE_EXECUTION_TOOLS = ("code_execution", "bash_code_execution", "text_editor_code_execution")
+
+
+def anthropic_message_usage(message: dict) -> Usage:
+    """A whole Messages API response's usage, code execution counted from its content."""
+    usage = usage_from_anthropic(message.get("usage"))
+    if any(isinstance(block, dict) and block.get("type") == "server_tool_use"
+           and block.get("name") in CODE_EXECUTION_TOOLS for block in message.get("content") or ()):
+        usage.server_tools["code_execution"] = 1
+    return usage
+
+
+OPENAI_TOOL_CALLS = {"web_search_call": "web_search", "file_search_call": "file_search"}
+
+
+def openai_response_usage(response: dict) -> Usage:
+    """A whole Responses API response's usage, built-in tool calls counted from its output."""
+    usage = usage_from_openai_responses(response.get("usage"))
+    containers = set()
+    for item in response.get("output") or ():
+        kind = item.get("type") if isinstance(item, dict) else None
+        if kind in OPENAI_TOOL_CALLS:
+            name = OPENAI_TOOL_CALLS[kind]
+            usage.server_tools[name] = usage.server_tools.get(name, 0) + 1
+        elif kind == "code_interpreter_call":
+            containers.add(item.get("container_id"))
+    if containers:
+        usage.server_tools["code_interpreter"] = len(containers)
+    return usage
 
 
 def _details(usage: dict, field: str) -> dict:
@@ -118,7 +156,7 @@ class _StreamMeter:
         u = self.usage
         return Usage(u.input_tokens or self._estimated_input, max(u.output_tokens, seen),
                      u.cache_creation_input_tokens, u.cache_creation_1h_input_tokens,
-                     u.cache_read_input_tokens)
+                     u.cache_read_input_tokens, dict(u.server_tools))
 
 
 class OpenAIChatUsageMeter(_StreamMeter):
@@ -149,12 +187,12 @@ class OpenAIResponsesUsageMeter(_StreamMeter):
                     "response.reasoning_summary_text.delta"):
             self._seen(event.get("delta"))
         elif kind in ("response.completed", "response.incomplete"):
-            self.usage = usage_from_openai_responses((event.get("response") or {}).get("usage"))
+            self.usage = openai_response_usage(event.get("response") or {})
             self.finished = True
         elif kind in ("response.failed", "error"):
-            usage = (event.get("response") or {}).get("usage")
-            if usage:
-                self.usage = usage_from_openai_responses(usage)
+            response = event.get("response") or {}
+            if response.get("usage"):
+                self.usage = openai_response_usage(response)
             self.errored = True
 
 
@@ -168,6 +206,10 @@ class AnthropicUsageMeter(_StreamMeter):
             self.usage = usage_from_anthropic((event.get("message") or {}).get("usage"))
         elif kind == "message_delta":
             self._merge(event.get("usage") or {})
+        elif kind == "content_block_start":
+            block = event.get("content_block") or {}
+            if block.get("type") == "server_tool_use" and block.get("name") in CODE_EXECUTION_TOOLS:
+                self._code_execution = True
         elif kind == "content_block_delta":
             delta = event.get("delta") or {}
             for field in ("text", "partial_json", "thinking"):
@@ -177,10 +219,20 @@ class AnthropicUsageMeter(_StreamMeter):
         elif kind == "error":
             self.errored = True
 
+    _code_execution = False
+
+    def billable(self) -> Usage:
+        """As for every meter, plus a code execution container if the stream used one."""
+        usage = super().billable()
+        if self._code_execution:
+            usage.server_tools["code_execution"] = 1
+        return usage
+
     def _merge(self, reported: dict) -> None:
         # A field message_delta carries replaces the earlier count.
         u = self.usage
         self.usage = usage_from_anthropic({
+            "server_tool_use": {f"{name}_requests": n for name, n in u.server_tools.items()},
             "input_tokens": u.input_tokens,
             "output_tokens": u.output_tokens,
             "cache_creation_input_tokens": u.cache_creation_input_tokens,
