@@ -5,11 +5,15 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+import limits.errors
+import redis.exceptions
+import sqlalchemy.exc
 from flask import Flask
 from flask import render_template
 from flask import request
 from sqlalchemy import event
 from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import ServiceUnavailable
 
 from pagegrid import admin
 from pagegrid import api
@@ -17,11 +21,13 @@ from pagegrid import cli
 from pagegrid import config
 from pagegrid import dashboard
 from pagegrid.catalog import Catalog
+from pagegrid.errors import DependencyDown
 from pagegrid.extensions import csrf
 from pagegrid.extensions import db
 from pagegrid.extensions import limiter
 from pagegrid.extensions import login_manager
 from pagegrid.extensions import migrate
+from pagegrid.limits import RequestRate
 from pagegrid.models import User
 from pagegrid.settlement import Settlements
 
@@ -54,6 +60,7 @@ def create_app(test_config: dict | None = None) -> Flask:
     app.extensions["pagegrid.catalog"] = Catalog()
     app.extensions["pagegrid.routes"] = {}
     app.extensions["pagegrid.settlements"] = Settlements(app)
+    app.extensions["pagegrid.rate"] = RequestRate()
 
     app.register_blueprint(api.bp)
     app.register_blueprint(dashboard.bp)
@@ -88,7 +95,27 @@ def _http_error(exc: HTTPException):  # noqa: ANN202 - a Response or an HTML tup
 
 
 def _unexpected_error(exc: Exception):  # noqa: ANN202
+    down = dependency_down(exc)
+    if down is not None:
+        log.warning("%s unavailable during %s: %s", down.what, request.path, exc)
+        db.session.rollback()
+        if api.is_api_path(request.path):
+            return api.error_response(down)
+        page = ServiceUnavailable(down.message)
+        return render_template("error.html", error=page), 503, down.headers
     if api.is_api_path(request.path):
         return api.handle_unexpected(exc)
     log.exception("unhandled error in %s", request.path)
     return render_template("error.html", error=None), 500
+
+
+def dependency_down(exc: Exception) -> DependencyDown | None:
+    """The 503 for an exception that means the database or Redis is unreachable, else None."""
+    if isinstance(exc, (sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError,
+                        sqlalchemy.exc.TimeoutError)) or (
+            isinstance(exc, sqlalchemy.exc.DBAPIError) and exc.connection_invalidated):
+        return DependencyDown("database")
+    if isinstance(exc, (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError,
+                        limits.errors.StorageError)):
+        return DependencyDown("rate limit store (Redis)")
+    return None

@@ -71,7 +71,7 @@ def _input(model: ModelEntry, body_bytes: int, unbounded: list[str]) -> int:
     return min(body_bytes + OVERHEAD_TOKENS, model.context_window)
 
 
-def _walk(value: object) -> Iterator[dict]:
+def walk(value: object) -> Iterator[dict]:
     """Every JSON object inside ``value`` (iteratively: bodies may nest deeply)."""
     stack = [value]
     while stack:
@@ -95,7 +95,7 @@ def anthropic_messages(body: dict, body_bytes: int, model: ModelEntry) -> Bound:
     for name in ("container", "mcp_servers"):
         if body.get(name):
             unbounded.append(name)
-    for obj in _walk(body.get("messages")):
+    for obj in walk(body.get("messages")):
         source = obj.get("source")
         if isinstance(source, dict) and source.get("type") in ("url", "file"):
             unbounded.append(f"a {source['type']} source")
@@ -131,7 +131,7 @@ def openai_chat(body: dict, body_bytes: int, model: ModelEntry) -> Bound:
     """A Chat Completions body: ``n`` choices, remote images and files, web search."""
     unbounded: list[str] = []
     uses: dict[str, int] = {}
-    for obj in _walk(body.get("messages")):
+    for obj in walk(body.get("messages")):
         kind = obj.get("type")
         if kind == "image_url" and _remote_url(obj.get("image_url")):
             unbounded.append("an image by URL")
@@ -149,7 +149,7 @@ def openai_responses(body: dict, body_bytes: int, model: ModelEntry) -> Bound:
     """A Responses API body. Built-in tools without ``max_tool_calls`` get it set (the body changes)."""
     unbounded = [name for name in ("previous_response_id", "conversation", "prompt") if body.get(name)]
     uses: dict[str, int] = {}
-    for obj in _walk(body.get("input")):
+    for obj in walk(body.get("input")):
         kind = obj.get("type")
         if kind == "item_reference":
             unbounded.append("an item_reference")

@@ -44,6 +44,11 @@ def from_environ(instance_path: Path) -> dict:
         "RATELIMIT_STRATEGY": "moving-window",
         "RATELIMIT_KEY_PREFIX": env("PAGEGRID_RATELIMIT_PREFIX") or "pagegrid",
         "RATELIMIT_HEADERS_ENABLED": False,
+        # Redis down: the dashboard's login limits count in process memory until it is back
+        # (the API's RPM does the same, in limits.RequestRate); short timeouts so nobody waits.
+        "RATELIMIT_IN_MEMORY_FALLBACK_ENABLED": True,
+        "RATELIMIT_STORAGE_OPTIONS": {"socket_timeout": 1, "socket_connect_timeout": 1}
+        if env("PAGEGRID_REDIS_URL") else {},
         "PAGEGRID_RPM_WINDOW_SECONDS": int(env("PAGEGRID_RPM_WINDOW_SECONDS") or 60),
         "PAGEGRID_ANTHROPIC_URL": (env("PAGEGRID_ANTHROPIC_URL") or DEFAULT_ANTHROPIC_URL).rstrip("/"),
         "PAGEGRID_ANTHROPIC_KEY": env("PAGEGRID_ANTHROPIC_KEY") or None,

@@ -14,6 +14,7 @@ Views raise these; the ``api`` blueprint's handlers render them in the dialect o
     ├── UpstreamError               502 api_error (or the upstream's own 4xx status and type)
     │   ├── UpstreamOverloaded      529 overloaded_error
     │   └── UpstreamTimeout         504 timeout_error
+    ├── DependencyDown              503 api_error (with retry-after; names what is down)
     └── InternalError               500 api_error
 """
 
@@ -127,6 +128,17 @@ class UpstreamTimeout(UpstreamError):
 
     status = 504
     anthropic_type = openai_type = "timeout_error"
+
+
+class DependencyDown(GatewayError):
+    """The database (or another dependency) is unreachable; the client should retry shortly."""
+
+    status = 503
+
+    def __init__(self, what: str, retry_after: int = 5) -> None:
+        super().__init__(f"The gateway's {what} is temporarily unavailable; retry in a few seconds.",
+                         headers={"retry-after": str(retry_after)})
+        self.what = what
 
 
 class InternalError(GatewayError):

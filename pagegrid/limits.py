@@ -1,4 +1,4 @@
-"""Per-key limits: requests per minute (Flask-Limiter), requests per UTC day, tokens per UTC month.
+"""Per-key limits: requests per minute (Flask-Limiter's store), requests per UTC day, tokens per UTC month.
 
 The RPM window lives in Flask-Limiter's storage: Redis when ``PAGEGRID_REDIS_URL`` is set
 (shared by every worker and instance), else process memory with a single worker. The daily
@@ -8,6 +8,7 @@ settlement, so they are exact however many processes serve and survive restarts.
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from datetime import UTC
@@ -16,8 +17,10 @@ from datetime import timedelta
 
 from flask import current_app
 from flask import g
-from flask import request
-from flask_limiter import RequestLimit
+from limits import RateLimitItem
+from limits import RateLimitItemPerSecond
+from limits.storage import MemoryStorage
+from limits.strategies import MovingWindowRateLimiter
 from sqlalchemy import select
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.dialects import sqlite
@@ -26,85 +29,92 @@ from pagegrid.errors import RateLimited
 from pagegrid.extensions import db
 from pagegrid.extensions import limiter
 from pagegrid.keys import KeyContext
-from pagegrid.keys import authenticate
 from pagegrid.models import KeyUsage
+
+log = logging.getLogger(__name__)
 
 # count_tokens is free and Claude Code sends a dozen at once: its own, generous budget.
 COUNT_TOKENS_MULTIPLIER = 30
 COUNT_TOKENS_MINIMUM = 300
+# After the limit store failed, this many seconds pass before it is tried again.
+STORE_RETRY_SECONDS = 5.0
 
 
-def current_key() -> KeyContext:
-    """The request's authenticated key (401 if none), looked up once per request."""
-    key = g.get("api_key")
-    if key is None:
-        key = g.api_key = authenticate(request.headers)
-    return key
+class RequestRate:
+    """Requests per window for each key, in Flask-Limiter's store (Redis when configured).
+
+    The limit items are built once per (amount, window) and the headers' numbers are read at
+    admission, so nothing touches the store after the upstream has answered. While the store is
+    unreachable each process counts in its own memory (so with N workers a key may get up to N
+    times its RPM) and tries the store again every few seconds; nothing is refused for it.
+    """
+
+    def __init__(self) -> None:
+        self._items: dict[tuple[int, int], RateLimitItem] = {}
+        self._fallback = MovingWindowRateLimiter(MemoryStorage())
+        self._store_down_until = 0.0
+
+    def _item(self, amount: int, window: int) -> RateLimitItem:
+        item = self._items.get((amount, window))
+        if item is None:
+            item = self._items[(amount, window)] = RateLimitItemPerSecond(amount, window)
+        return item
+
+    def hit(self, prefix: str, scope: str, key_id: int, amount: int,
+            window: int) -> tuple[bool, int, float]:
+        """Count one request; return (allowed, remaining, window reset time)."""
+        item = self._item(amount, window)
+        args = (prefix, scope, f"key{key_id}")
+        if time.monotonic() >= self._store_down_until:
+            try:
+                allowed = limiter.limiter.hit(item, *args)
+                reset, remaining = limiter.limiter.get_window_stats(item, *args)
+                return allowed, remaining, reset
+            except Exception as exc:  # noqa: BLE001 - any store failure (Redis down, timeout)
+                log.warning("rate limit store unreachable (%s): counting in process memory", exc)
+                self._store_down_until = time.monotonic() + STORE_RETRY_SECONDS
+        allowed = self._fallback.hit(item, *args)
+        reset, remaining = self._fallback.get_window_stats(item, *args)
+        return allowed, remaining, reset
 
 
 def _window() -> int:
     return current_app.config["PAGEGRID_RPM_WINDOW_SECONDS"]
 
 
-def rate_key() -> str:
-    """Flask-Limiter key: the key's id, never the secret."""
-    return f"key{current_key().key_id}"
-
-
-def rpm_limit() -> str:
-    """The key's own requests-per-minute limit."""
-    return f"{current_key().rpm} per {_window()} second"
-
-
-def count_tokens_limit() -> str:
-    """count_tokens gets a separate, larger budget."""
-    per_window = max(COUNT_TOKENS_MINIMUM, COUNT_TOKENS_MULTIPLIER * current_key().rpm)
-    return f"{per_window} per {_window()} second"
-
-
-def model_calls(view):  # noqa: ANN001, ANN201 - a view decorator
-    """The RPM limit shared by every model-calling route of every dialect."""
-    return limiter.shared_limit(rpm_limit, scope="model-calls", key_func=rate_key,
-                                error_message=_rpm_message)(view)
-
-
-def token_counting(view):  # noqa: ANN001, ANN201 - a view decorator
-    """The count_tokens budget."""
-    return limiter.limit(count_tokens_limit, key_func=rate_key)(view)
-
-
-def _rpm_message() -> str:
-    key = current_key()
-    return (f"Rate limit exceeded: this key allows {key.rpm} requests per {_window()} seconds. "
-            "Retry after the time in the retry-after header.")
-
-
-def retry_after(limit: RequestLimit | None) -> int:
-    """Whole seconds until ``limit`` lets a request through again (at least 1)."""
-    if limit is None:
-        return 1
-    return max(1, math.ceil(_resets_at(limit) - time.time()))
-
-
-def _resets_at(limit: RequestLimit) -> float:
-    # The window's own reset time: RequestLimit.reset_at rounds it up by a whole second.
-    return limit.window[0]
+def check_rate(key: KeyContext, scope: str) -> None:
+    """Count the request against the key's RPM (``model-calls``) or the count_tokens budget
+    (429 with ``retry-after`` when it is spent); keep the numbers for the response headers."""
+    window = _window()
+    amount = key.rpm
+    if scope == "count-tokens":
+        amount = max(COUNT_TOKENS_MINIMUM, COUNT_TOKENS_MULTIPLIER * key.rpm)
+    config = current_app.config
+    allowed, remaining, reset = current_app.extensions["pagegrid.rate"].hit(
+        config["RATELIMIT_KEY_PREFIX"], scope, key.key_id, amount, window)
+    g.rate = (amount, remaining, reset)
+    if not allowed:
+        wait = max(1, math.ceil(reset - time.time()))
+        what = "requests" if scope == "model-calls" else "token counting requests"
+        raise RateLimited(f"Rate limit exceeded: this key allows {amount} {what} per {window} seconds. "
+                          "Retry after the time in the retry-after header.",
+                          headers={"retry-after": str(wait)})
 
 
 def rate_headers(dialect: str) -> dict[str, str]:
-    """The remaining request budget, in the header names of the dialect."""
-    limit = limiter.current_limit
-    if limit is None:
+    """The remaining request budget, in the header names of the dialect (no store access)."""
+    rate = g.get("rate")
+    if rate is None:
         return {}
-    resets_at = _resets_at(limit)
+    amount, remaining, resets_at = rate
     reset_in = max(0, math.ceil(resets_at - time.time()))
     if dialect == "anthropic":
         reset = datetime.fromtimestamp(math.ceil(resets_at), UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-        return {"anthropic-ratelimit-requests-limit": str(limit.limit.amount),
-                "anthropic-ratelimit-requests-remaining": str(limit.remaining),
+        return {"anthropic-ratelimit-requests-limit": str(amount),
+                "anthropic-ratelimit-requests-remaining": str(remaining),
                 "anthropic-ratelimit-requests-reset": reset}
-    return {"x-ratelimit-limit-requests": str(limit.limit.amount),
-            "x-ratelimit-remaining-requests": str(limit.remaining),
+    return {"x-ratelimit-limit-requests": str(amount),
+            "x-ratelimit-remaining-requests": str(remaining),
             "x-ratelimit-reset-requests": f"{reset_in}s"}
 
 

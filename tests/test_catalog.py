@@ -22,7 +22,8 @@ def test_models_need_no_key_and_list_every_seeded_model(client, path):
     assert haiku["aliases"] == ["claude-haiku-4-5"]
     assert haiku["pricing"] == {"currency": "USD", "unit": "1M tokens", "input": 1.0, "output": 5.0,
                                 "cache_write": 1.25, "cache_write_1h": 2.0, "cache_read": 0.1,
-                                "server_tools": {"web_search": 0.01, "web_fetch": 0.0, "code_execution": 0.05}}
+                                "server_tools": {"web_search": 0.01, "web_fetch": 0.0,
+                                                 "code_execution": 0.05}}
     assert haiku["context_window"] == 200_000 and haiku["max_output_tokens"] == 64_000
     assert haiku["capabilities"] == {"vision": True, "tools": True, "thinking": True}
     assert haiku["upstream"] == "anthropic"

@@ -18,9 +18,7 @@ from pagegrid.errors import GatewayError
 from pagegrid.errors import InternalError
 from pagegrid.errors import InvalidRequest
 from pagegrid.errors import NotFound
-from pagegrid.errors import RateLimited
 from pagegrid.errors import RequestTooLarge
-from pagegrid.extensions import limiter
 
 log = logging.getLogger(__name__)
 
@@ -58,9 +56,6 @@ def http_error(exc: HTTPException) -> GatewayError:
         return NotFound(f"Not found: {request.method} {request.path}")
     if exc.code == 413:
         return RequestTooLarge("The request body is larger than this gateway accepts.")
-    if exc.code == 429:  # Flask-Limiter's RPM window
-        wait = limits.retry_after(limiter.current_limit)
-        return RateLimited(exc.description, headers={"retry-after": str(wait)})
     if exc.code == 405:
         return InvalidRequest(f"Method {request.method} is not allowed on {request.path}.",
                               status=405)
@@ -97,8 +92,7 @@ def _request_id_header(response: Response) -> Response:
 
 @bp.after_request
 def _rate_limit_headers(response: Response) -> Response:
-    if g.get("api_key") is not None:
-        response.headers.update(limits.rate_headers(dialect(request.path)))
+    response.headers.update(limits.rate_headers(dialect(request.path)))
     return response
 
 

@@ -14,7 +14,6 @@ import time
 from flask import Response
 from flask import g
 
-from pagegrid import limits
 from pagegrid.api import bp
 from pagegrid.api import relay
 from pagegrid.api.streams import DONE
@@ -52,11 +51,9 @@ def _max_tokens(body: dict, model: ModelEntry) -> int:
 
 @bp.post("/chat/completions")
 @bp.post("/v1/chat/completions")
-@limits.model_calls
 def chat_completions() -> Response:
     """Create a chat completion, streaming or not, and charge the wallet for its usage."""
-    key = limits.current_key()
-    body, raw = relay.read_json_body()
+    key, body, raw = relay.begin()
     relay.require(body, "model", str)
     relay.require(body, "messages", list)
     stream = relay.stream_flag(body)

@@ -12,7 +12,6 @@ import secrets
 from flask import Response
 from flask import g
 
-from pagegrid import limits
 from pagegrid.api import bp
 from pagegrid.api import relay
 from pagegrid.api.streams import Passthrough
@@ -35,11 +34,9 @@ from pagegrid.upstream.base import UpstreamTarget
 
 @bp.post("/messages")
 @bp.post("/v1/messages")
-@limits.model_calls
 def messages() -> Response:
     """Create a message, streaming or not, and charge the wallet for its usage."""
-    key = limits.current_key()
-    body, raw = relay.read_json_body()
+    key, body, raw = relay.begin()
     relay.require(body, "model", str)
     relay.require(body, "max_tokens", int, positive=True)
     relay.require(body, "messages", list)
@@ -77,11 +74,9 @@ def _through_chat(target: UpstreamTarget, body: dict, raw: bytes, model: ModelEn
 
 @bp.post("/messages/count_tokens")
 @bp.post("/v1/messages/count_tokens")
-@limits.token_counting
 def count_tokens() -> Response:
     """Count a request's input tokens upstream; free, and outside the key's request budget."""
-    key = limits.current_key()
-    body, raw = relay.read_json_body()
+    key, body, raw = relay.begin("count-tokens")
     relay.require(body, "model", str)
     relay.require(body, "messages", list)
     model = relay.resolve_model(body["model"], key)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import time
 from collections.abc import Callable
 from collections.abc import Iterator
@@ -21,6 +22,8 @@ from flask import Flask
 from flask import Response
 from flask import current_app
 from flask import request
+from gevent import Timeout
+from gevent import monkey
 from sqlalchemy import select
 
 from pagegrid import billing
@@ -38,6 +41,7 @@ from pagegrid.errors import UpstreamOverloaded
 from pagegrid.errors import UpstreamTimeout
 from pagegrid.extensions import db
 from pagegrid.keys import KeyContext
+from pagegrid.keys import authenticate
 from pagegrid.models import Upstream
 from pagegrid.models import utcnow
 from pagegrid.settlement import settlements
@@ -68,16 +72,68 @@ class Admitted:
     fixed_tools: dict[str, int]
 
 
-def read_json_body() -> tuple[dict, bytes]:
-    """The request body as a JSON object and as the bytes received."""
-    raw = request.get_data(cache=False)
+def begin(scope: str = "model-calls") -> tuple[KeyContext, dict, bytes]:
+    """The first steps of every model call, in this order: read the whole body (size-checked,
+    within a deadline, before any database work), authenticate the key, count the request
+    against its rate (``scope``), and parse the body as a JSON object."""
+    raw = read_body()
+    key = authenticate(request.headers)
+    limits.check_rate(key, scope)
+    return key, parse_json(raw), raw
+
+
+def read_body() -> bytes:
+    """The request body, or 408 if the client takes longer than PAGEGRID_BODY_TIMEOUT to send it.
+
+    A slow upload holds nothing but its own greenlet: no database connection is taken before
+    the body is here (and Werkzeug refuses bodies above MAX_CONTENT_LENGTH with 413).
+    """
+    seconds = current_app.config["PAGEGRID_BODY_TIMEOUT"]
+    if not monkey.is_module_patched("socket"):  # no gevent (tests, the dev server): no deadline
+        return request.get_data(cache=False)
+    try:
+        with Timeout(seconds):
+            return request.get_data(cache=False)
+    except Timeout:
+        raise GatewayError(f"The request body did not arrive within {seconds:g} seconds.", status=408,
+                           error_type="invalid_request_error") from None
+
+
+# A JSON escape of a UTF-16 surrogate: only a body with one can hold a lone surrogate.
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
+
+
+def parse_json(raw: bytes) -> dict:
+    """The body as a JSON object; 400 for anything else (bad syntax, invalid UTF-8, lone
+    surrogates, nesting too deep to parse)."""
     try:
         body = json.loads(raw)
+    except RecursionError:
+        raise InvalidRequest("The request body is nested too deeply.") from None
     except ValueError as exc:
         raise InvalidRequest(f"The request body is not valid JSON: {exc}") from None
     if not isinstance(body, dict):
         raise InvalidRequest("The request body must be a JSON object.")
-    return body, raw
+    if _SURROGATE_ESCAPE.search(raw) and _has_lone_surrogate(body):
+        raise InvalidRequest("The request body contains an unpaired UTF-16 surrogate (\\ud800-\\udfff).")
+    return body
+
+
+def _has_lone_surrogate(value: object) -> bool:
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            try:
+                item.encode()
+            except UnicodeEncodeError:
+                return True
+        elif isinstance(item, dict):
+            stack.extend(item)
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return False
 
 
 def require(body: dict, field: str, kind: type, *, positive: bool = False) -> None:

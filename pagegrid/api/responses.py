@@ -15,7 +15,6 @@ import time
 from flask import Response
 from flask import g
 
-from pagegrid import limits
 from pagegrid.api import bp
 from pagegrid.api import relay
 from pagegrid.api.streams import Passthrough
@@ -40,11 +39,9 @@ log = logging.getLogger(__name__)
 
 @bp.post("/responses")
 @bp.post("/v1/responses")
-@limits.model_calls
 def responses() -> Response:
     """Create a response, streaming or not, and charge the wallet for its usage."""
-    key = limits.current_key()
-    body, raw = relay.read_json_body()
+    key, body, raw = relay.begin()
     relay.require(body, "model", str)
     if not isinstance(body.get("input"), (str, list)):
         raise InvalidRequest("input: Field required (a string or a list of items)", param="input")
