@@ -34,6 +34,7 @@ from pagegrid.models import LedgerEntry
 from pagegrid.models import TopUpCode
 from pagegrid.models import User
 from pagegrid.models import utcnow
+from pagegrid.money import format_usd
 from pagegrid.translate.usage import Usage
 
 log = logging.getLogger(__name__)
@@ -100,10 +101,8 @@ def nanos_to_price_per_mtok(nanos_per_token: int) -> str:
 
 
 def format_nanos(nanos: int) -> str:
-    """Render nano-USD exactly: ``$12.345678901``."""
-    sign = "-" if nanos < 0 else ""
-    whole, frac = divmod(abs(nanos), NANOS_PER_USD)
-    return f"{sign}${whole}.{frac:09d}"
+    """Render nano-USD exactly, for messages and the CLI: ``$12.345678901`` (see ``pagegrid.money``)."""
+    return format_usd(nanos, exact=True, grouping=False)
 
 
 def new_request_id(prefix: str = "req") -> str:

@@ -24,6 +24,7 @@ from pagegrid.catalog import ModelEntry
 from pagegrid.catalog import catalog
 from pagegrid.dashboard import bp
 from pagegrid.dashboard.forms import KeyLimitsForm
+from pagegrid.money import format_usd
 from pagegrid.translate.usage import Usage
 
 # The left nav: (section, ((page name, title), ...)). A page exists iff it is listed here.
@@ -64,9 +65,8 @@ def per_mtok(nanos_per_token: int) -> str:
 
 
 def exact_usd(nanos: int) -> str:
-    """An exact amount with at least cents and no trailing zeros: ``$0.0123456``, ``$2.00``."""
-    whole, frac = billing.format_nanos(nanos).split(".")
-    return f"{whole}.{frac.rstrip('0').ljust(2, '0')}"
+    """An exact amount, as ledger rows show it: ``$0.012345600``."""
+    return format_usd(nanos, exact=True)
 
 
 def example_model(models: list[ModelEntry], provider: str) -> ModelEntry | None:

@@ -22,6 +22,7 @@ from pagegrid.dashboard import bp
 from pagegrid.dashboard.forms import LedgerFilterForm
 from pagegrid.dashboard.forms import RedeemForm
 from pagegrid.extensions import limiter
+from pagegrid.money import format_usd
 
 
 def _filters() -> tuple[LedgerFilterForm, ledger.Filters]:
@@ -62,7 +63,7 @@ def wallet_redeem():  # noqa: ANN201
         except ValueError as exc:
             flash(str(exc), "error")
         else:
-            flash(f"Added {billing.format_nanos(amount)[:-7]} to your wallet.", "success")
+            flash(f"Added {format_usd(amount)} to your wallet.", "success")
     else:
         flash("Enter a top-up code.", "error")
     return redirect(url_for("dashboard.wallet"))
