@@ -16,6 +16,7 @@ from pagegrid import api
 from pagegrid import cli
 from pagegrid import config
 from pagegrid import dashboard
+from pagegrid import webhooks
 from pagegrid.catalog import Catalog
 from pagegrid.extensions import csrf
 from pagegrid.extensions import db
@@ -50,12 +51,14 @@ def create_app(test_config: dict | None = None) -> Flask:
     login_manager.init_app(app)
     csrf.init_app(app)
     csrf.exempt(api.bp)  # API clients authenticate with keys, not cookies
+    csrf.exempt(webhooks.bp)  # Stripe signs its events instead
     app.extensions["pagegrid.catalog"] = Catalog()
     app.extensions["pagegrid.routes"] = {}
 
     app.register_blueprint(api.bp)
     app.register_blueprint(dashboard.bp)
     app.register_blueprint(admin.bp)
+    app.register_blueprint(webhooks.bp)
     limiter.init_app(app)  # after the blueprints: request ids are stamped before limits run
     app.register_error_handler(HTTPException, _http_error)
     app.register_error_handler(Exception, _unexpected_error)

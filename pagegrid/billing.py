@@ -186,9 +186,13 @@ def settle(*, request_id: str, user_id: int, api_key_id: int, model: str, usage:
 
 
 def credit(user_id: int, amount_nanos: int, note: str | None = None, *, kind: str = "credit",
-           commit: bool = True) -> LedgerEntry:
-    """Add (or, negative, remove) funds as a ledger row, atomically with the balance."""
-    entry = LedgerEntry(request_id=new_request_id("cr"), user_id=user_id, kind=kind,
+           commit: bool = True, request_id: str | None = None) -> LedgerEntry:
+    """Add (or, negative, remove) funds as a ledger row, atomically with the balance.
+
+    A caller that must credit something only once passes its own ``request_id``: the ledger's
+    unique constraint then refuses a second row (IntegrityError at the flush or commit).
+    """
+    entry = LedgerEntry(request_id=request_id or new_request_id("cr"), user_id=user_id, kind=kind,
                         amount_nanos=amount_nanos, status="complete", note=note)
     db.session.execute(
         update(User).where(User.id == user_id)

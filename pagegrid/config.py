@@ -63,6 +63,12 @@ def from_environ(instance_path: Path) -> dict:
         "PAGEGRID_UPSTREAM_CONNECT_TIMEOUT": float(env("PAGEGRID_UPSTREAM_CONNECT_TIMEOUT") or 10),
         "PAGEGRID_UPSTREAM_READ_TIMEOUT": float(env("PAGEGRID_UPSTREAM_READ_TIMEOUT") or 600),
         "PAGEGRID_DEMO_DELAY": float(env("PAGEGRID_DEMO_DELAY") or 0.03),
+        # Stripe top-ups: off unless both the secret key and the webhook secret are set.
+        "PAGEGRID_STRIPE_SECRET_KEY": env("PAGEGRID_STRIPE_SECRET_KEY") or None,
+        "PAGEGRID_STRIPE_WEBHOOK_SECRET": env("PAGEGRID_STRIPE_WEBHOOK_SECRET") or None,
+        "PAGEGRID_STRIPE_API_BASE": (env("PAGEGRID_STRIPE_API_BASE") or "").rstrip("/") or None,
+        "PAGEGRID_TOPUP_MIN_USD": env("PAGEGRID_TOPUP_MIN_USD") or "5",
+        "PAGEGRID_TOPUP_MAX_USD": env("PAGEGRID_TOPUP_MAX_USD") or "1000",
     }
 
 
