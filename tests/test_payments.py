@@ -94,6 +94,12 @@ def test_off_without_stripe_keys(app, customer, client, runner, wallets):
     assert client.post(WEBHOOK, data="{}", content_type="application/json").status_code == 404
     result = runner.invoke(args=["checkout", wallets.email(user_id), "25"])
     assert result.exit_code != 0 and "PAGEGRID_STRIPE_SECRET_KEY" in result.output
+    assert "Pay by card" not in client.get("/docs/wallet").get_data(as_text=True)
+
+
+def test_the_docs_explain_card_payments_when_they_are_on(stripe_api, client):
+    page = client.get("/docs/wallet").get_data(as_text=True)
+    assert "<em>Pay by card</em>" in page and "$5.00 to $500.00" in page
 
 
 def test_add_funds_creates_a_pending_top_up_and_a_checkout_session(app, stripe_api, customer, wallets):

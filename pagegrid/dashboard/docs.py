@@ -18,6 +18,7 @@ from flask import request
 
 from pagegrid import billing
 from pagegrid import limits
+from pagegrid import payments
 from pagegrid.api.catalog import model_json
 from pagegrid.api.relay import upstream_target
 from pagegrid.catalog import ModelEntry
@@ -204,9 +205,16 @@ def _models_extra(base: str, models: list[ModelEntry]) -> dict:
     return {"model_json": _tight_json(model_json(first, upstream_target(first.provider).provider))}
 
 
+def _wallet_extra(base: str, models: list[ModelEntry]) -> dict:
+    if not payments.enabled():
+        return {"card_payments": None}
+    return {"card_payments": tuple(format_usd(n) for n in payments.amount_limits())}
+
+
 PAGE_EXTRAS: dict[str, Callable[[str, list[ModelEntry]], dict]] = {
     "openclaw": lambda base, models: {"openclaw_config": openclaw_config(base, models)},
     "models": _models_extra,
+    "wallet": _wallet_extra,
 }
 
 
