@@ -2,7 +2,9 @@
 
 The fake answers what PageGrid calls (create a Checkout Session; list sessions by payment intent;
 list a charge's refunds), records each call, and lets a test play Stripe's side: ``pay(session)``,
-``refund(session, cents)``, each returning the object a webhook event would carry.
+``refund(session, cents)``, each returning the object a webhook event would carry. Its hosted
+Checkout page (``/pay/<session id>``) lets a browser pay: it posts the signed event to
+``webhook_url`` and sends the browser to the session's success URL, as Stripe does.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import secrets
 import threading
 import time
 
+import requests
 from werkzeug.serving import make_server
 from werkzeug.wrappers import Request
 from werkzeug.wrappers import Response
@@ -40,6 +43,7 @@ class FakeStripe:
 
     def __init__(self) -> None:
         self.url = ""
+        self.webhook_url = ""  # where the fake Checkout page posts its event
         self.reset()
 
     def reset(self) -> None:
@@ -94,11 +98,27 @@ class FakeStripe:
             intent = request.args.get("payment_intent")
             found = [self.public(s) for s in self.sessions.values() if s.get("payment_intent") == intent]
             response = self._json(self._list(found, "/v1/checkout/sessions"))
+        elif request.path.startswith("/pay/") and request.path[5:] in self.sessions:
+            response = self._checkout_page(request.path[5:], paying=request.method == "POST")
         elif request.method == "GET" and request.path == "/v1/refunds":
             response = self._json(self._list(self.refunds.get(request.args.get("charge"), []), "/v1/refunds"))
         else:
             response = self._json({"error": {"type": "invalid_request_error", "message": "no route"}}, 404)
         return response(environ, start_response)
+
+    def _checkout_page(self, session_id: str, *, paying: bool) -> Response:
+        """The hosted Checkout page: paying posts the signed event to ``webhook_url``, then returns."""
+        session = self.sessions[session_id]
+        if not paying:
+            cents = session["amount_total"]
+            return Response(f'<!doctype html><title>Fake Checkout</title><h1>Pay PageGrid</h1>'
+                            f'<p id="amount">${cents // 100}.{cents % 100:02d}</p>'
+                            f'<form method="post"><button id="pay" type="submit">Pay</button></form>',
+                            mimetype="text/html")
+        payload = event("checkout.session.completed", self.pay(session_id))
+        requests.post(self.webhook_url, data=payload, timeout=30,
+                      headers={"Stripe-Signature": signature(payload), "Content-Type": "application/json"})
+        return Response(status=303, headers={"Location": session["success_url"]})
 
     def _create_session(self, form: dict) -> dict:
         item = form["line_items"]["0"]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import threading
 import time
+from pathlib import Path
 
 import pytest
 import requests
@@ -20,6 +21,10 @@ from tests import fake_stripe
 from tests.fake_stripe import FakeStripe
 from tests.fake_stripe import event
 from tests.fake_stripe import signature
+from tests.test_browser import CHROMIUM
+from tests.test_browser import FLAGS
+from tests.test_browser import SHOTS
+from tests.test_browser import log_in
 
 PUBLIC_URL = "https://gateway.example.com"
 WEBHOOK = "/billing/stripe/webhook"
@@ -192,7 +197,9 @@ def test_duplicate_and_out_of_order_deliveries_credit_once(app, stripe_api, cust
     assert ledger(app, user_id) == [("topup", f"stripe-topup:{topup_id}", 25 * 10**9)]
     row = topup(app, topup_id)
     assert (row.status, row.payment_intent_id) == ("paid", paid["payment_intent"])
-    page = browser.get("/wallet?checkout=success").get_data(as_text=True)
+    assert "being confirmed" in browser.get("/wallet?checkout=success").get_data(as_text=True)
+    page = browser.get(f"/wallet?checkout=success&topup={topup_id}").get_data(as_text=True)
+    assert "$25.00 was added" in page
     assert 'id="checkout-return"' in page and ">paid<" in page and 'id="balance"' in page
     assert 'title="$25.000000000">$25.00<' in page
     wallets.assert_consistent(user_id)
@@ -321,3 +328,35 @@ def test_an_expired_checkout_is_shown_and_never_credited(app, stripe_api, custom
         f"top-up {session['client_reference_id']} expired")
     assert ">expired<" in browser.get("/wallet").get_data(as_text=True)
     assert wallets.balance(user_id) == 0
+
+
+@pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="needs Debian's chromium (.ci/run installs it)")
+@pytest.mark.parametrize("width", [390, 1366, 1920])
+def test_browser_journey_through_the_fake_checkout(app, stripe_api, live_server, wallets, width):
+    from playwright.sync_api import sync_playwright
+
+    app.config["PAGEGRID_PUBLIC_URL"] = live_server
+    stripe_api.webhook_url = f"{live_server}{WEBHOOK}"
+    user_id = wallets.user("0", email=f"card-{width}@example.com")
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=FLAGS)
+        page = browser.new_context(base_url=live_server, viewport={"width": width, "height": 900}).new_page()
+        log_in(page, f"card-{width}@example.com")
+        page.goto("/wallet")
+        assert page.inner_text("#balance") == "$0.00"
+        assert "Exact: $0.000000000" in page.inner_text("main")
+        page.fill("#checkout-form input[name=amount]", "25")
+        page.click("#checkout-form button[type=submit]")
+        page.wait_for_selector("#pay")
+        assert page.url.startswith(stripe_api.url) and page.inner_text("#amount") == "$25.00"
+        page.click("#pay")
+        page.wait_for_url("**/wallet?checkout=success*")
+        assert "$25.00 was added" in page.inner_text("#checkout-return")
+        assert page.inner_text("#balance") == "$25.00"
+        assert page.inner_text("#topups tbody tr").count("paid") == 1
+        assert page.evaluate("() => document.documentElement.scrollWidth - window.innerWidth") <= 0
+        page.screenshot(path=str(SHOTS / f"payments-wallet-paid-{width}.png"), full_page=True)
+        browser.close()
+    assert wallets.balance(user_id) == 25 * 10**9
+    wallets.assert_consistent(user_id)

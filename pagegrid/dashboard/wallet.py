@@ -51,14 +51,15 @@ def wallet() -> str:
     form, filters = _filters()
     page = ledger.history(current_user.id, filters, page=request.args.get("page", 1, type=int))
     card = payments.enabled()
+    topups = payments.user_topups(current_user.id)
+    returned = next((t for t in topups if str(t.id) == request.args.get("topup")), None)
     return render_template("dashboard/wallet.html", summary=ledger.summary(current_user.id), page=page,
                            filter_form=form, redeem_form=RedeemForm(),
                            labels=ledger.key_labels(current_user.id),
                            query={k: v for k, v in request.args.items() if k not in NOT_FILTERS},
                            checkout_form=CheckoutForm() if card else None,
                            topup_limits=payments.amount_limits() if card else None,
-                           topups=payments.user_topups(current_user.id),
-                           checkout=request.args.get("checkout"))
+                           topups=topups, checkout=request.args.get("checkout"), returned=returned)
 
 
 @bp.post("/wallet/checkout")
