@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import logging
+
+import stripe
 from flask import Blueprint
 from flask import Response
 from flask import jsonify
@@ -10,8 +13,10 @@ from flask import request
 from pagegrid import payments
 from pagegrid.errors import GatewayError
 from pagegrid.errors import NotFound
+from pagegrid.errors import UpstreamError
 
 bp = Blueprint("webhooks", __name__, url_prefix="/billing")
+log = logging.getLogger(__name__)
 
 
 @bp.post("/stripe/webhook")
@@ -27,3 +32,10 @@ def stripe_webhook() -> Response:
 def _error(err: GatewayError) -> tuple[Response, int]:
     # Stripe shows the body in its dashboard and redelivers anything that is not a 2xx.
     return jsonify(err.to_openai()), err.status
+
+
+@bp.errorhandler(stripe.StripeError)
+def _stripe_unreachable(exc: stripe.StripeError) -> tuple[Response, int]:
+    # A lookup the event needed failed (refunds, sessions): 502, so Stripe delivers it again.
+    log.warning("stripe lookup for a webhook event failed: %s", exc)
+    return _error(UpstreamError("Stripe could not be reached to process this event; deliver it again."))

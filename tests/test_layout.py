@@ -7,14 +7,16 @@ each ledger row still shows its amount. Screenshots land in ``test-artifacts/scr
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
+from pagegrid import billing
 from tests.fake_upstream import message
 from tests.test_browser import CHROMIUM
 from tests.test_browser import FLAGS
 from tests.test_browser import SHOTS
 from tests.test_browser import log_in
-from tests.test_browser import pytestmark  # noqa: F401 - skip without chromium
 
 PAGES = ("/dashboard", "/wallet", "/usage", "/admin/", "/admin/models", "/docs/models", "/docs/wallet")
 WIDE = (1280, 1366, 1440, 1920, 2560)
@@ -24,6 +26,8 @@ CLIPPED_TABLES = """() => [...document.querySelectorAll('.table-wrap')]
     .filter(w => w.scrollWidth > w.clientWidth + 1)
     .map(w => `${w.querySelector('table')?.id || 'table'}: ${w.scrollWidth - w.clientWidth}px hidden`)"""
 PAGE_OVERFLOW = "() => document.documentElement.scrollWidth - window.innerWidth"
+needs_chromium = pytest.mark.skipif(not Path(CHROMIUM).exists(),
+                                    reason="needs Debian's chromium (.ci/run installs it)")
 
 
 @pytest.fixture
@@ -52,6 +56,7 @@ def busy_admin(wallets, sdk, fake_upstream):
     return user_id
 
 
+@needs_chromium
 def test_nothing_clips_on_wide_screens(chromium, busy_admin):
     log_in(chromium, "operations-lead@example-enterprise.com")
     problems = []
@@ -68,6 +73,7 @@ def test_nothing_clips_on_wide_screens(chromium, busy_admin):
     assert not problems, "\n".join(problems)
 
 
+@needs_chromium
 def test_phone_width_keeps_one_nav_row_and_the_amounts(chromium, busy_admin):
     log_in(chromium, "operations-lead@example-enterprise.com")
     chromium.set_viewport_size({"width": 390, "height": 844})
@@ -85,3 +91,20 @@ def test_phone_width_keeps_one_nav_row_and_the_amounts(chromium, busy_admin):
         for i in range(amounts.count()):
             box = amounts.nth(i).bounding_box()
             assert box["x"] >= 0 and box["x"] + box["width"] <= 390, f"{path}: amount {i} is off screen"
+
+
+def test_latest_transactions_name_the_key_and_a_zero_balance_reads_zero(wallets, browser, sdk, fake_upstream):
+    user_id = wallets.user("0", email="zero@example.com")
+    browser.login("zero@example.com")
+    page = browser.get("/wallet").get_data(as_text=True)
+    assert 'title="$0.000000000">$0.00<' in page and "Exact: $0.000000000" in page and "E-" not in page
+    with wallets.app.app_context():
+        billing.credit(user_id, 10**9, "test funds")
+    client = sdk(wallets.key(user_id, name="ci-runner"))
+    fake_upstream.reply(message(model="claude-haiku-4-5-20251001", input_tokens=100, output_tokens=10))
+    client.messages.create(model="claude-haiku-4-5", max_tokens=20,
+                           messages=[{"role": "user", "content": "x"}])
+    for path in ("/dashboard", "/wallet"):
+        rows = browser.get(path).get_data(as_text=True).split("<tbody>", 1)[1]
+        assert "<td>ci-runner (pg-" in rows, path
+        assert '<td class="num amount">-$0.000150000</td>' in rows, path

@@ -321,6 +321,21 @@ def test_a_refund_before_the_payment_event_waits_for_it(app, stripe_api, custome
     wallets.assert_consistent(user_id)
 
 
+def test_a_refund_stripe_cannot_list_is_redelivered_later(app, stripe_api, customer, client, wallets):
+    user_id, browser = customer
+    session = start(stripe_api, browser, "25")
+    assert deliver(client, "checkout.session.completed", stripe_api.pay(session["id"]))[0] == 200
+    charge = stripe_api.refund(session["id"], 500, embed=False)
+    stripe_api.failures = 10  # the refund list is out of reach: no debit, and a non-2xx for Stripe
+    status, body = deliver(client, "charge.refunded", charge)
+    assert status == 502 and body["error"]["type"] == "api_error"
+    assert wallets.balance(user_id) == 25 * 10**9
+    stripe_api.failures = 0
+    assert deliver(client, "charge.refunded", charge)[0] == 200
+    assert wallets.balance(user_id) == 20 * 10**9
+    wallets.assert_consistent(user_id)
+
+
 def test_an_expired_checkout_is_shown_and_never_credited(app, stripe_api, customer, client, wallets):
     user_id, browser = customer
     session = start(stripe_api, browser, "25")
