@@ -20,6 +20,7 @@ from pagegrid import api
 from pagegrid import cli
 from pagegrid import config
 from pagegrid import dashboard
+from pagegrid import webhooks
 from pagegrid.catalog import Catalog
 from pagegrid.errors import DependencyDown
 from pagegrid.extensions import csrf
@@ -57,6 +58,7 @@ def create_app(test_config: dict | None = None) -> Flask:
     login_manager.init_app(app)
     csrf.init_app(app)
     csrf.exempt(api.bp)  # API clients authenticate with keys, not cookies
+    csrf.exempt(webhooks.bp)  # Stripe signs its events instead
     app.extensions["pagegrid.catalog"] = Catalog()
     app.extensions["pagegrid.routes"] = {}
     app.extensions["pagegrid.settlements"] = Settlements(app)
@@ -65,6 +67,7 @@ def create_app(test_config: dict | None = None) -> Flask:
     app.register_blueprint(api.bp)
     app.register_blueprint(dashboard.bp)
     app.register_blueprint(admin.bp)
+    app.register_blueprint(webhooks.bp)
     limiter.init_app(app)  # after the blueprints: request ids are stamped before limits run
     app.register_error_handler(HTTPException, _http_error)
     app.register_error_handler(Exception, _unexpected_error)

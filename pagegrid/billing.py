@@ -38,6 +38,7 @@ from pagegrid.models import LedgerEntry
 from pagegrid.models import TopUpCode
 from pagegrid.models import User
 from pagegrid.models import utcnow
+from pagegrid.money import format_usd
 from pagegrid.translate.usage import Usage
 
 log = logging.getLogger(__name__)
@@ -91,10 +92,8 @@ def nanos_to_price_per_mtok(nanos_per_token: int) -> str:
 
 
 def format_nanos(nanos: int) -> str:
-    """Render nano-USD exactly: ``$12.345678901``."""
-    sign = "-" if nanos < 0 else ""
-    whole, frac = divmod(abs(nanos), NANOS_PER_USD)
-    return f"{sign}${whole}.{frac:09d}"
+    """Render nano-USD exactly, for messages and the CLI: ``$12.345678901`` (see ``pagegrid.money``)."""
+    return format_usd(nanos, exact=True, grouping=False)
 
 
 def new_request_id(prefix: str = "req") -> str:
@@ -149,20 +148,14 @@ def _refuse(user_id: int, amount_nanos: int, overdraft: str) -> None:
             f"Your wallet balance is {format_usd(balance)}. "
             "Add funds in the dashboard to keep using the API.")
     if overdraft == "none" and balance - held > 0:
+        needed = -(-amount_nanos // 10**7) * 10**7  # rounded up to the cent
         raise InsufficientBalance(
-            f"This request needs up to {format_usd(amount_nanos, up=True)} held for its worst case, "
+            f"This request needs up to {format_usd(needed)} held for its worst case, "
             f"and {format_usd(balance - held)} is available. A lower max_tokens needs less; "
             "or add funds in the dashboard.")
     raise InsufficientBalance(
         "Your available balance is reserved by requests still in progress. "
         "Wait for them to finish or add funds in the dashboard.")
-
-
-def format_usd(nanos: int, *, up: bool = False) -> str:
-    """Nano-USD as dollars and cents for messages (rounded down, or ``up``): ``$1.24``."""
-    cents = -(-nanos // 10**7) if up else nanos // 10**7
-    sign = "-" if cents < 0 else ""
-    return f"{sign}${abs(cents) // 100}.{abs(cents) % 100:02d}"
 
 
 def _take_hold(request_id: str) -> int | None:
@@ -273,9 +266,13 @@ OVER_HOLD: list[str] = []
 
 
 def credit(user_id: int, amount_nanos: int, note: str | None = None, *, kind: str = "credit",
-           commit: bool = True) -> LedgerEntry:
-    """Add (or, negative, remove) funds as a ledger row, atomically with the balance."""
-    entry = LedgerEntry(request_id=new_request_id("cr"), user_id=user_id, kind=kind,
+           commit: bool = True, request_id: str | None = None) -> LedgerEntry:
+    """Add (or, negative, remove) funds as a ledger row, atomically with the balance.
+
+    A caller that must credit something only once passes its own ``request_id``: the ledger's
+    unique constraint then refuses a second row (IntegrityError at the flush or commit).
+    """
+    entry = LedgerEntry(request_id=request_id or new_request_id("cr"), user_id=user_id, kind=kind,
                         amount_nanos=amount_nanos, status="complete", note=note)
     db.session.execute(
         update(User).where(User.id == user_id)

@@ -13,6 +13,7 @@ from sqlalchemy import select
 from werkzeug.security import generate_password_hash
 
 from pagegrid import billing
+from pagegrid import payments
 from pagegrid.catalog import seed_catalog
 from pagegrid.extensions import db
 from pagegrid.keys import create_key
@@ -190,3 +191,22 @@ def register(app: Flask) -> None:
                     create_key_command, list_keys_command, set_key_limits_command, balance_command,
                     release_holds_command, settle_pending_command):
         app.cli.add_command(command)
+    app.cli.add_command(checkout_command)
+
+
+# -- payments (issue 14): card top-ups through Stripe Checkout ---------------------------------
+
+@click.command("checkout")
+@with_appcontext
+@click.argument("email")
+@click.argument("amount_usd")
+def checkout_command(email: str, amount_usd: str) -> None:
+    """Print a Stripe Checkout URL that tops up EMAIL's wallet by AMOUNT_USD once paid."""
+    if not payments.enabled():
+        raise click.ClickException("Stripe is not configured: set PAGEGRID_STRIPE_SECRET_KEY and "
+                                   "PAGEGRID_STRIPE_WEBHOOK_SECRET")
+    try:
+        topup = payments.start_checkout(_user(email), payments.parse_amount(amount_usd))
+    except (ValueError, payments.PaymentError) as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(topup.checkout_url)

@@ -76,6 +76,12 @@ def from_environ(instance_path: Path) -> dict:
         "PAGEGRID_KEY_CONCURRENCY": int(env("PAGEGRID_KEY_CONCURRENCY") or 16),
         # A client gets this long to send its whole body (408 after), before any database work.
         "PAGEGRID_BODY_TIMEOUT": float(env("PAGEGRID_BODY_TIMEOUT") or 30),
+        # Stripe top-ups: off unless both the secret key and the webhook secret are set.
+        "PAGEGRID_STRIPE_SECRET_KEY": env("PAGEGRID_STRIPE_SECRET_KEY") or None,
+        "PAGEGRID_STRIPE_WEBHOOK_SECRET": env("PAGEGRID_STRIPE_WEBHOOK_SECRET") or None,
+        "PAGEGRID_STRIPE_API_BASE": (env("PAGEGRID_STRIPE_API_BASE") or "").rstrip("/") or None,
+        "PAGEGRID_TOPUP_MIN_USD": env("PAGEGRID_TOPUP_MIN_USD") or "5",
+        "PAGEGRID_TOPUP_MAX_USD": env("PAGEGRID_TOPUP_MAX_USD") or "1000",
     }
 
 

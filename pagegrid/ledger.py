@@ -20,6 +20,7 @@ from pagegrid.models import ApiKey
 from pagegrid.models import LedgerEntry
 from pagegrid.models import User
 from pagegrid.models import utcnow
+from pagegrid.money import format_usd
 
 TOKENS = (LedgerEntry.input_tokens + LedgerEntry.output_tokens
           + LedgerEntry.cache_creation_input_tokens + LedgerEntry.cache_read_input_tokens)
@@ -66,13 +67,8 @@ def export_rows(user_id: int, filters: Filters) -> Iterator[tuple]:
         yield (entry.created_at.strftime("%Y-%m-%d %H:%M:%S"), entry.request_id, entry.kind,
                labels.get(entry.api_key_id, ""), entry.model or "", entry.input_tokens,
                entry.output_tokens, entry.cache_creation_input_tokens, entry.cache_read_input_tokens,
-               _usd(entry.amount_nanos), entry.status, entry.note or "")
-
-
-def _usd(nanos: int) -> str:
-    sign = "-" if nanos < 0 else ""
-    whole, frac = divmod(abs(nanos), 10**9)
-    return f"{sign}{whole}.{frac:09d}"
+               format_usd(entry.amount_nanos, exact=True, symbol=False, grouping=False), entry.status,
+               entry.note or "")
 
 
 def key_labels(user_id: int) -> dict[int, str]:

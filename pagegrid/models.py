@@ -218,3 +218,30 @@ class TopUpCode(db.Model):
     redeemed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
     __table_args__ = (CheckConstraint("amount_nanos > 0", name="amount_positive"),)
+
+
+class StripeTopUp(db.Model):
+    """A wallet top-up paid by card through a Stripe Checkout Session.
+
+    ``pending`` until Stripe confirms the payment (``paid``, credited once), ``expired`` when the
+    session lapses unpaid, ``failed`` when no session could be created; ``refunded_nanos`` grows
+    with each refund, and a fully refunded top-up is ``refunded``.
+    """
+
+    __tablename__ = "stripe_topups"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    amount_nanos: Mapped[int] = mapped_column(BigInteger)
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    # Stripe ids are opaque strings of up to 255 characters.
+    session_id: Mapped[str | None] = mapped_column(String(255), unique=True)
+    payment_intent_id: Mapped[str | None] = mapped_column(String(255), index=True)
+    checkout_url: Mapped[str | None] = mapped_column(Text)
+    refunded_nanos: Mapped[int] = mapped_column(BigInteger, default=0)
+    created_by: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    paid_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    __table_args__ = (CheckConstraint("amount_nanos > 0", name="amount_positive"),
+                      CheckConstraint("refunded_nanos >= 0", name="refunded_not_negative"))

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-from decimal import ROUND_HALF_UP
-from decimal import Decimal
-
 from flask import Blueprint
 from flask import Response
 from flask import redirect
@@ -17,6 +14,7 @@ from flask_login import login_required
 from pagegrid import ledger
 from pagegrid.api.relay import upstream_target
 from pagegrid.catalog import catalog
+from pagegrid.money import format_usd
 
 bp = Blueprint("dashboard", __name__)
 
@@ -50,14 +48,15 @@ def overview() -> str:
     """Balance, keys and the latest charges at a glance."""
     summary = ledger.summary(current_user.id)
     recent = ledger.history(current_user.id, ledger.Filters(), page=1, per_page=8)
-    return render_template("dashboard/overview.html", summary=summary, recent=recent)
+    return render_template("dashboard/overview.html", summary=summary, recent=recent,
+                           labels=ledger.key_labels(current_user.id))
 
 
 @bp.app_template_filter("usd")
-def usd(nanos: int, decimals: int = 2) -> str:
-    """Nano-USD as dollars, rounded half-up to ``decimals`` places: ``$12.35``."""
-    value = (Decimal(nanos) / 10**9).quantize(Decimal(1).scaleb(-decimals), rounding=ROUND_HALF_UP)
-    return f"-${-value:,}" if value < 0 else f"${value:,}"
+def usd(nanos: int, exact: bool = False) -> str:
+    """The site's one money filter: ``{{ n|usd }}`` → ``$12.35``, ``{{ n|usd(exact=True) }}`` →
+    ``$12.345678901`` (the rule is in ``pagegrid.money``)."""
+    return format_usd(nanos, exact=exact)
 
 
 # Views register themselves on ``bp``.

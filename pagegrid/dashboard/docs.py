@@ -19,12 +19,14 @@ from flask import request
 from pagegrid import billing
 from pagegrid import bounds
 from pagegrid import limits
+from pagegrid import payments
 from pagegrid.api.catalog import model_json
 from pagegrid.api.relay import upstream_target
 from pagegrid.catalog import ModelEntry
 from pagegrid.catalog import catalog
 from pagegrid.dashboard import bp
 from pagegrid.dashboard.forms import KeyLimitsForm
+from pagegrid.money import format_usd
 from pagegrid.translate.usage import Usage
 
 # The left nav: (section, ((page name, title), ...)). A page exists iff it is listed here.
@@ -65,9 +67,8 @@ def per_mtok(nanos_per_token: int) -> str:
 
 
 def exact_usd(nanos: int) -> str:
-    """An exact amount with at least cents and no trailing zeros: ``$0.0123456``, ``$2.00``."""
-    whole, frac = billing.format_nanos(nanos).split(".")
-    return f"{whole}.{frac.rstrip('0').ljust(2, '0')}"
+    """An exact amount, as ledger rows show it: ``$0.012345600``."""
+    return format_usd(nanos, exact=True)
 
 
 def example_model(models: list[ModelEntry], provider: str) -> ModelEntry | None:
@@ -206,9 +207,16 @@ def _models_extra(base: str, models: list[ModelEntry]) -> dict:
     return {"model_json": _tight_json(model_json(first, upstream_target(first.provider).provider))}
 
 
+def _wallet_extra(base: str, models: list[ModelEntry]) -> dict:
+    if not payments.enabled():
+        return {"card_payments": None}
+    return {"card_payments": tuple(format_usd(n) for n in payments.amount_limits())}
+
+
 PAGE_EXTRAS: dict[str, Callable[[str, list[ModelEntry]], dict]] = {
     "openclaw": lambda base, models: {"openclaw_config": openclaw_config(base, models)},
     "models": _models_extra,
+    "wallet": _wallet_extra,
 }
 
 

@@ -57,6 +57,12 @@ class RedeemForm(FlaskForm):
     code = StringField("Top-up code", validators=[DataRequired(), Length(max=64)])
 
 
+class CheckoutForm(FlaskForm):
+    """An amount to pay by card through Stripe Checkout."""
+
+    amount = StringField("Amount (USD)", validators=[DataRequired(), Length(max=20)])
+
+
 class LedgerFilterForm(FlaskForm):
     """Transaction history filters (GET, so no CSRF)."""
 

@@ -21,7 +21,7 @@ def usage() -> str:
     days = ledger.daily_usage(current_user.id, DAYS)
     totals = {field: sum(d[field] for d in days) for field in ("spend_nanos", "tokens", "requests")}
     spend_chart = bar_chart([(d["day"], d["spend_nanos"]) for d in days], title="Spend per day",
-                            describe=lambda v: usd(v, 4))
+                            describe=lambda v: usd(v, exact=True), axis=usd)
     token_chart = bar_chart([(d["day"], d["tokens"]) for d in days], title="Tokens per day",
                             describe=lambda v: f"{v:,}")
     return render_template("dashboard/usage.html", days=days, totals=totals, spend_chart=spend_chart,

@@ -1,4 +1,4 @@
-"""Wallet: balance, top-up codes, transaction history with filters, CSV export."""
+"""Wallet: balance, card top-ups (Stripe), top-up codes, transaction history with filters, CSV export."""
 
 from __future__ import annotations
 
@@ -18,10 +18,16 @@ from flask_login import login_required
 
 from pagegrid import billing
 from pagegrid import ledger
+from pagegrid import payments
 from pagegrid.dashboard import bp
+from pagegrid.dashboard.forms import CheckoutForm
 from pagegrid.dashboard.forms import LedgerFilterForm
 from pagegrid.dashboard.forms import RedeemForm
 from pagegrid.extensions import limiter
+from pagegrid.money import format_usd
+
+# Query parameters that are not history filters (paging, and Stripe sending the customer back).
+NOT_FILTERS = ("page", "checkout", "topup")
 
 
 def _filters() -> tuple[LedgerFilterForm, ledger.Filters]:
@@ -44,10 +50,36 @@ def wallet() -> str:
     """Balance, the redeem form and the filtered transaction history."""
     form, filters = _filters()
     page = ledger.history(current_user.id, filters, page=request.args.get("page", 1, type=int))
+    card = payments.enabled()
+    topups = payments.user_topups(current_user.id)
+    returned = next((t for t in topups if str(t.id) == request.args.get("topup")), None)
     return render_template("dashboard/wallet.html", summary=ledger.summary(current_user.id), page=page,
                            filter_form=form, redeem_form=RedeemForm(),
                            labels=ledger.key_labels(current_user.id),
-                           query={k: v for k, v in request.args.items() if k != "page"})
+                           query={k: v for k, v in request.args.items() if k not in NOT_FILTERS},
+                           checkout_form=CheckoutForm() if card else None,
+                           topup_limits=payments.amount_limits() if card else None,
+                           topups=topups, checkout=request.args.get("checkout"), returned=returned)
+
+
+@bp.post("/wallet/checkout")
+@login_required
+@limiter.limit("10 per minute", key_func=lambda: f"checkout:{current_user.id}")
+def wallet_checkout():  # noqa: ANN201
+    """Start a card top-up: a pending top-up and a Stripe Checkout Session, then off to Stripe."""
+    if not payments.enabled():
+        flash("Card payments are not available here.", "error")
+        return redirect(url_for("dashboard.wallet"))
+    form = CheckoutForm()
+    if not form.validate_on_submit():
+        flash("Enter an amount to pay.", "error")
+        return redirect(url_for("dashboard.wallet"))
+    try:
+        topup = payments.start_checkout(current_user, payments.parse_amount(form.amount.data))
+    except (ValueError, payments.PaymentError) as exc:
+        flash(str(exc), "error")
+        return redirect(url_for("dashboard.wallet"))
+    return redirect(topup.checkout_url, code=303)
 
 
 @bp.post("/wallet/redeem")
@@ -62,7 +94,7 @@ def wallet_redeem():  # noqa: ANN201
         except ValueError as exc:
             flash(str(exc), "error")
         else:
-            flash(f"Added {billing.format_nanos(amount)[:-7]} to your wallet.", "success")
+            flash(f"Added {format_usd(amount)} to your wallet.", "success")
     else:
         flash("Enter a top-up code.", "error")
     return redirect(url_for("dashboard.wallet"))
