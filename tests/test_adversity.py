@@ -146,7 +146,8 @@ def test_a_small_request_under_none_policy_is_admitted_when_covered(app, client,
     fake_upstream.reply(message(model="claude-haiku-4-5-20251001"))
     user_id = wallets.user("0.10")
     body = {"model": HAIKU, "max_tokens": 100, "messages": [{"role": "user", "content": "hi"}]}
-    assert client.post("/v1/messages", json=body, headers={"x-api-key": wallets.key(user_id)}).status_code == 200
+    reply = client.post("/v1/messages", json=body, headers={"x-api-key": wallets.key(user_id)})
+    assert reply.status_code == 200
 
 
 def test_a_charge_above_its_hold_is_flagged_not_hidden(app, wallets, caplog):
