@@ -63,7 +63,11 @@ def start_gunicorn(database_url: str, fake_server, folder: Path, extra_env: dict
     finally:
         if proc.poll() is None:
             proc.terminate()
-            proc.wait(15)
+            try:
+                proc.wait(15)
+            except subprocess.TimeoutExpired:  # a graceful stop still waiting on connections
+                proc.kill()  # the worker exits when it sees its master gone
+                proc.wait(15)
         log.close()
 
 

@@ -95,8 +95,9 @@ def read_body() -> bytes:
         with Timeout(seconds):
             return request.get_data(cache=False)
     except Timeout:
+        # The rest of the body is still on its way: close the connection rather than drain it.
         raise GatewayError(f"The request body did not arrive within {seconds:g} seconds.", status=408,
-                           error_type="invalid_request_error") from None
+                           error_type="invalid_request_error", headers={"connection": "close"}) from None
 
 
 # A JSON escape of a UTF-16 surrogate: only a body with one can hold a lone surrogate.
