@@ -15,9 +15,10 @@ MODELS = st.sampled_from(["claude-haiku-4-5", "gpt-5.4", "nope", "", "claude-opu
 lone_surrogates = st.text(st.characters(categories=["Cs"]), min_size=1, max_size=2)
 scalars = st.one_of(st.none(), st.booleans(), st.integers(-2**70, 2**70), st.floats(allow_nan=True),
                     st.text(max_size=20), lone_surrogates)
-values = st.recursive(scalars, lambda inner: st.one_of(st.lists(inner, max_size=4),
-                                                      st.dictionaries(st.text(max_size=8), inner, max_size=4)),
-                      max_leaves=12)
+values = st.recursive(
+    scalars, lambda inner: st.one_of(st.lists(inner, max_size=4),
+                                     st.dictionaries(st.text(max_size=8), inner, max_size=4)),
+    max_leaves=12)
 FIELDS = ["max_tokens", "messages", "stream", "input", "n", "tools", "max_output_tokens",
           "max_completion_tokens", "stream_options", "previous_response_id", "system", "tool_choice",
           "response_format", "thinking", "reasoning"]
