@@ -15,6 +15,7 @@ from werkzeug.test import TestResponse
 
 from pagegrid import billing
 from pagegrid.extensions import db
+from pagegrid.models import ApiKey
 from pagegrid.models import CatalogModel
 from pagegrid.models import LedgerEntry
 from pagegrid.models import TopUpCode
@@ -72,6 +73,9 @@ def admin_requests(app: Flask, user_id: int, upstream_id: int) -> Iterator[tuple
                               ("POST", f"/admin/users/{user_id}/enable")],
         "admin.user_password": [("POST", f"/admin/users/{user_id}/password")],
         "admin.user_credit": [("POST", f"/admin/users/{user_id}/credit")],
+        "admin.user_ceilings": [("POST", f"/admin/users/{user_id}/ceilings")],
+        "admin.key_edit": [("GET", "/admin/keys/1/edit"), ("POST", "/admin/keys/1/edit")],
+        "admin.key_revoke": [("POST", "/admin/keys/1/revoke")],
         "admin.topup_codes": [("GET", "/admin/topup-codes"), ("POST", "/admin/topup-codes")],
         "admin.models": [("GET", "/admin/models")],
         "admin.model_edit": [("GET", f"/admin/models/{HAIKU}"), ("POST", f"/admin/models/{HAIKU}")],
@@ -418,3 +422,41 @@ def test_posts_without_a_csrf_token_are_refused(app, wallets, admin):
         assert db.session.get(User, user_id).active
         assert db.session.scalar(select(func.count()).select_from(TopUpCode)) == 0
     wallets.assert_consistent(user_id)
+
+
+def test_admin_ceilings_bind_the_customers_keys(app, admin, wallets):
+    customer = wallets.user("1")
+    key = wallets.key(customer, rpm=500, concurrency=40)
+    page = admin.post(f"/admin/users/{customer}/ceilings", {"max_rpm": "20", "max_concurrency": "3"},
+                      token_from=f"/admin/users/{customer}")
+    assert page.status_code == 302
+    with app.app_context():
+        user = db.session.get(User, customer)
+        assert (user.max_rpm, user.max_concurrency, user.may_lift_quotas) == (20, 3, False)
+        from pagegrid.keys import authenticate
+        context = authenticate({"x-api-key": key})
+        assert (context.rpm, context.concurrency) == (20, 3)
+    # The customer cannot set more than the ceiling, nor remove a daily limit.
+    browser = Browser(app)
+    assert browser.login(wallets.email(customer)).status_code == 302
+    page = browser.post("/keys", {"name": "big", "rpm": "100", "concurrency": "2", "daily_request_limit": "0",
+                                  "monthly_token_limit": "5"}, token_from="/keys")
+    assert "at most 20 requests per minute" in html(page)
+    assert "asks every key to carry this limit" in html(page)
+
+
+def test_admin_edits_and_revokes_any_customer_key(app, admin, wallets, client):
+    customer = wallets.user("1")
+    key = wallets.key(customer)
+    with app.app_context():
+        key_id = db.session.scalar(select(ApiKey.id).where(ApiKey.user_id == customer))
+    limits = {"rpm": "7", "concurrency": "2", "daily_request_limit": "9", "monthly_token_limit": "0"}
+    page = admin.post(f"/admin/keys/{key_id}/edit", limits, token_from=f"/admin/keys/{key_id}/edit")
+    assert page.status_code == 302
+    with app.app_context():
+        row = db.session.get(ApiKey, key_id)
+        assert (row.rpm, row.concurrency, row.daily_request_limit) == (7, 2, 9)
+    page = admin.post(f"/admin/keys/{key_id}/revoke", {}, token_from=f"/admin/users/{customer}")
+    assert page.status_code == 302
+    reply = client.post("/v1/messages", json={}, headers={"x-api-key": key})
+    assert reply.status_code == 401

@@ -97,6 +97,15 @@ class ResetPasswordForm(FlaskForm):
                             validators=[DataRequired(), EqualTo("new", message="The passwords differ.")])
 
 
+class CeilingsForm(FlaskForm):
+    """What the customer's own keys may not exceed (empty = no ceiling)."""
+
+    max_rpm = IntegerField("Max requests per minute per key", validators=[Optional(), NumberRange(1, 10**6)])
+    max_concurrency = IntegerField("Max requests at once per key",
+                                   validators=[Optional(), NumberRange(1, 10**5)])
+    may_lift_quotas = BooleanField("The customer may raise or remove daily and monthly limits")
+
+
 class CreditForm(FlaskForm):
     """Credit or debit a wallet by an exact USD amount, with the reason."""
 

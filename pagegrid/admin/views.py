@@ -27,6 +27,7 @@ from pagegrid import billing
 from pagegrid import ledger
 from pagegrid.admin import bp
 from pagegrid.admin.forms import PROVIDERS
+from pagegrid.admin.forms import CeilingsForm
 from pagegrid.admin.forms import CreditForm
 from pagegrid.admin.forms import ModelForm
 from pagegrid.admin.forms import NewUserForm
@@ -34,8 +35,12 @@ from pagegrid.admin.forms import ResetPasswordForm
 from pagegrid.admin.forms import TopUpCodeForm
 from pagegrid.admin.forms import UpstreamForm
 from pagegrid.admin.forms import UserSearchForm
+from pagegrid.catalog import catalog
 from pagegrid.cli import create_user
+from pagegrid.dashboard.forms import KeyLimitsForm
 from pagegrid.extensions import db
+from pagegrid.keys import revoke_key
+from pagegrid.keys import update_settings
 from pagegrid.models import ApiKey
 from pagegrid.models import CatalogModel
 from pagegrid.models import TopUpCode
@@ -100,7 +105,8 @@ def _user_or_404(user_id: int) -> User:
 
 
 def _render_user(user: User, *, credit_form: CreditForm | None = None,
-                 password_form: ResetPasswordForm | None = None) -> str:
+                 password_form: ResetPasswordForm | None = None,
+                 ceilings_form: CeilingsForm | None = None) -> str:
     keys = _page(select(ApiKey).where(ApiKey.user_id == user.id)
                  .order_by(ApiKey.revoked_at.is_not(None), ApiKey.created_at.desc(), ApiKey.id.desc()),
                  param="keys_page", per_page=20)
@@ -112,7 +118,8 @@ def _render_user(user: User, *, credit_form: CreditForm | None = None,
         "admin/user.html", user=user, keys=keys, expired=expired, entries=entries,
         labels=ledger.key_labels(user.id), ledger_sum=billing.ledger_sum(user.id),
         credit_form=credit_form or CreditForm(formdata=None),
-        password_form=password_form or ResetPasswordForm(formdata=None))
+        password_form=password_form or ResetPasswordForm(formdata=None),
+        ceilings_form=ceilings_form or CeilingsForm(formdata=None, obj=user))
 
 
 @bp.get("/users/<int:user_id>")
@@ -146,6 +153,50 @@ def user_password(user_id: int) -> str | Response:
     db.session.commit()
     flash(f"The password of {user.email} was changed.", "success")
     return redirect(url_for("admin.user_detail", user_id=user.id))
+
+
+@bp.post("/users/<int:user_id>/ceilings")
+def user_ceilings(user_id: int) -> str | Response:
+    """Set the ceilings the customer's keys cannot exceed; they apply to every key at once."""
+    user = _user_or_404(user_id)
+    form = CeilingsForm()
+    if not form.validate_on_submit():
+        _form_failed()
+        return _render_user(user, ceilings_form=form)
+    user.max_rpm, user.max_concurrency = form.max_rpm.data, form.max_concurrency.data
+    user.may_lift_quotas = form.may_lift_quotas.data
+    db.session.commit()
+    flash(f"Limits of {user.email} saved.", "success")
+    return redirect(url_for("admin.user_detail", user_id=user.id))
+
+
+def _key_or_404(key_id: int) -> ApiKey:
+    return db.get_or_404(ApiKey, key_id, description="There is no such key.")
+
+
+@bp.route("/keys/<int:key_id>/edit", methods=["GET", "POST"])
+def key_edit(key_id: int) -> str | Response:
+    """Change any customer key's limits (the admin is bound by no ceiling)."""
+    key = _key_or_404(key_id)
+    form = KeyLimitsForm(obj=key)
+    form.allowed_models.choices = [(m.id, m.id) for m in catalog().active()]
+    if form.validate_on_submit():
+        update_settings(key, rpm=form.rpm.data, daily_request_limit=form.daily_request_limit.data or 0,
+                        monthly_token_limit=form.monthly_token_limit.data or 0,
+                        allowed_models=list(form.allowed_models.data or []),
+                        concurrency=form.concurrency.data)
+        flash(f"Limits of {key.display} saved.", "success")
+        return redirect(url_for("admin.user_detail", user_id=key.user_id))
+    return render_template("admin/key_edit.html", form=form, key=key, ceilings="")
+
+
+@bp.post("/keys/<int:key_id>/revoke")
+def key_revoke(key_id: int) -> Response:
+    """Revoke any customer key: its next API call gets 401."""
+    key = _key_or_404(key_id)
+    revoke_key(key)
+    flash(f"Key {key.display} revoked.", "success")
+    return redirect(url_for("admin.user_detail", user_id=key.user_id))
 
 
 @bp.post("/users/<int:user_id>/credit")

@@ -42,6 +42,8 @@ class KeyLimitsForm(FlaskForm):
                                        validators=[Optional(), NumberRange(0, 10**9)])
     monthly_token_limit = IntegerField("Tokens per month", default=0,
                                        validators=[Optional(), NumberRange(0, 10**15)])
+    concurrency = IntegerField("Requests at once", default=16,
+                               validators=[DataRequired(), NumberRange(1, 10_000)])
     allowed_models = SelectMultipleField("Allowed models (none selected = all)", choices=[])
 
 

@@ -24,6 +24,7 @@ from pagegrid.keys import revoke_key
 from pagegrid.keys import rotate_key
 from pagegrid.keys import update_settings
 from pagegrid.models import ApiKey
+from pagegrid.models import User
 
 
 def _own_key(key_id: int) -> ApiKey:
@@ -53,18 +54,50 @@ def keys():  # noqa: ANN201 - a page
     creates another key.
     """
     form = _with_model_choices(NewKeyForm())
-    if form.validate_on_submit():
+    if form.validate_on_submit() and _within_ceilings(form, None):
         _, secret = create_key(current_user, name=form.name.data.strip(), rpm=form.rpm.data,
                                daily_request_limit=form.daily_request_limit.data or 0,
                                monthly_token_limit=form.monthly_token_limit.data or 0,
-                               allowed_models=list(form.allowed_models.data or []))
+                               allowed_models=list(form.allowed_models.data or []),
+                               concurrency=form.concurrency.data)
         session["new_secret"] = (secret, False)
         return redirect(url_for("dashboard.keys"))
     if request.method == "POST":
         flash("The key was not created: check the fields below.", "error")
     secret, rotated = session.pop("new_secret", (None, False))
     return render_template("dashboard/keys.html", form=form, page=_key_page(), secret=secret,
-                           rotated=rotated, base_url=_base_url())
+                           rotated=rotated, base_url=_base_url(), ceilings=ceiling_note(current_user))
+
+
+def ceiling_note(user: User) -> str:
+    """What the operator allows this account's keys, for the form's help text."""
+    parts = []
+    if user.max_rpm:
+        parts.append(f"at most {user.max_rpm:,} requests per minute")
+    if user.max_concurrency:
+        parts.append(f"at most {user.max_concurrency:,} requests at once")
+    if not user.may_lift_quotas:
+        parts.append("daily and monthly limits can only be lowered")
+    return ("Your operator allows " + "; ".join(parts) + ".") if parts else ""
+
+
+def _within_ceilings(form: KeyLimitsForm, key: ApiKey | None) -> bool:
+    """Refuse settings above the operator's ceilings for this account (False, with errors)."""
+    user = current_user
+    if user.max_rpm and form.rpm.data > user.max_rpm:
+        form.rpm.errors.append(f"Your account allows at most {user.max_rpm:,} requests per minute.")
+    if user.max_concurrency and form.concurrency.data > user.max_concurrency:
+        form.concurrency.errors.append(f"Your account allows at most {user.max_concurrency:,} at once.")
+    if not user.may_lift_quotas:
+        for field, current in ((form.daily_request_limit, key.daily_request_limit if key else 0),
+                               (form.monthly_token_limit, key.monthly_token_limit if key else 0)):
+            value = field.data or 0
+            if key is None and value == 0:
+                field.errors.append("Your operator asks every key to carry this limit.")
+            elif key is not None and current and (value == 0 or value > current):
+                field.errors.append("Your operator lets you lower this limit, not raise or remove it.")
+    return not (form.rpm.errors or form.concurrency.errors or form.daily_request_limit.errors
+                or form.monthly_token_limit.errors)
 
 
 def _key_page():  # noqa: ANN202 - a Pagination
@@ -100,10 +133,11 @@ def key_edit(key_id: int):  # noqa: ANN201
     """Change a key's limits and allowed models."""
     key = _own_key(key_id)
     form = _with_model_choices(KeyLimitsForm(obj=key))
-    if form.validate_on_submit():
+    if form.validate_on_submit() and _within_ceilings(form, key):
         update_settings(key, rpm=form.rpm.data, daily_request_limit=form.daily_request_limit.data or 0,
                         monthly_token_limit=form.monthly_token_limit.data or 0,
-                        allowed_models=list(form.allowed_models.data or []))
+                        allowed_models=list(form.allowed_models.data or []),
+                        concurrency=form.concurrency.data)
         flash(f"Limits of {key.display} saved.", "success")
         return redirect(url_for("dashboard.keys"))
-    return render_template("dashboard/key_edit.html", form=form, key=key)
+    return render_template("dashboard/key_edit.html", form=form, key=key, ceilings=ceiling_note(current_user))
