@@ -17,8 +17,29 @@ if workers > 1 and not os.environ.get("PAGEGRID_REDIS_URL"):
 # gevent workers heartbeat from their own loop, so this only catches a stuck worker;
 # streams may run far longer than this.
 timeout = 120
-graceful_timeout = 60
+graceful_timeout = int(os.environ.get("PAGEGRID_GRACEFUL_TIMEOUT") or 60)
 keepalive = 75
+# On a graceful stop, streams get until shortly before graceful_timeout to finish; then each one
+# still open ends with an SSE error event and is charged for what it delivered.
+DRAIN_MARGIN = 10
+
+
+def post_worker_init(worker):  # noqa: ANN001, ANN201 - gunicorn's hook
+    import signal
+
+    from pagegrid.settlement import settlements
+
+    app = worker.wsgi
+    previous = signal.getsignal(signal.SIGTERM)
+
+    def on_term(signum, frame):  # noqa: ANN001, ANN202
+        settlements(app).drain(max(1, graceful_timeout - DRAIN_MARGIN))
+        if callable(previous):
+            previous(signum, frame)
+
+    signal.signal(signal.SIGTERM, on_term)
+
+
 accesslog = "-"
 # No query strings or headers in the access log: never log keys.
 access_log_format = '%(h)s "%(m)s %(U)s" %(s)s %(B)s %(M)sms'

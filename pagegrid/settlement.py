@@ -23,7 +23,9 @@ import time
 from datetime import datetime
 from pathlib import Path
 
+import gevent
 from flask import Flask
+from gevent import monkey
 
 from pagegrid import billing
 from pagegrid.extensions import db
@@ -127,6 +129,7 @@ class Settlements:
         self._pending: list[tuple[float, float, billing.Charge]] = []  # (due, delay, charge)
         self._loop_pid = 0
         self._wake = threading.Event()
+        self.draining = False  # the worker is stopping: streams end at their next event
 
     # -- in flight ---------------------------------------------------------------------------
 
@@ -140,6 +143,18 @@ class Settlements:
         """``request_id`` is settled or released (or queued for a retry)."""
         with self._lock:
             self._in_flight.pop(request_id, None)
+
+    def drain(self, seconds: float) -> None:
+        """The worker is stopping: let streams run ``seconds`` more, then end every one still
+        open at its next event (the client gets an SSE error event and is charged for what it
+        received; a stream silent until gunicorn's own deadline is settled as it is killed)."""
+        def end_streams() -> None:
+            self.draining = True
+
+        if monkey.is_module_patched("threading"):  # called from a signal handler in the hub
+            gevent.spawn_later(max(0.0, seconds), end_streams)
+        else:
+            threading.Timer(max(0.0, seconds), end_streams).start()
 
     # -- settlement --------------------------------------------------------------------------
 

@@ -27,6 +27,10 @@ BODY = {"model": "claude-haiku-4-5", "max_tokens": 500, "stream": True,
         "messages": [{"role": "user", "content": "stream please"}]}
 
 
+# The gunicorn master serving each URL that start_gunicorn yielded (to signal it).
+MASTERS: dict[str, subprocess.Popen] = {}
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -59,8 +63,10 @@ def start_gunicorn(database_url: str, fake_server, folder: Path, extra_env: dict
         if proc.poll() is not None:
             log.seek(0)
             raise RuntimeError("gunicorn did not start:\n" + log.read())
+        MASTERS[url] = proc
         yield url
     finally:
+        MASTERS.pop(url, None)
         if proc.poll() is None:
             proc.terminate()
             try:
@@ -117,6 +123,28 @@ def test_disconnect_under_gevent_settles_once(gunicorn, funded, wallets, fake_up
     wallets.wait_settled(user_id)
     [charge] = wallets.charges(user_id)
     assert charge.status == "client_aborted" and charge.input_tokens == 7
+    wallets.assert_consistent(user_id)
+
+
+def test_a_graceful_stop_ends_a_long_stream_with_an_error_event_and_charges_it(
+        database_url, fake_server, fake_upstream, funded, wallets, tmp_path):
+    user_id, key = funded
+    events = stream_events(message(" ".join(["word"] * 400), input_tokens=11))
+    fake_upstream.default = lambda req: sse_response(events, 0.05)  # about 20 s in all
+    env = {"PAGEGRID_GRACEFUL_TIMEOUT": "13", "PAGEGRID_JOURNAL_DIR": str(tmp_path / "journal")}
+    with start_gunicorn(database_url, fake_server, tmp_path, env) as url:
+        with requests.post(f"{url}/v1/messages", json=BODY, stream=True, timeout=30,
+                           headers={"x-api-key": key}) as response:
+            lines = response.iter_lines()
+            assert next(lines) == b"event: message_start"
+            MASTERS[url].terminate()
+            started = time.monotonic()
+            rest = b"\n".join(lines)
+        assert b"event: error" in rest and b"restarting" in rest
+        assert 2 <= time.monotonic() - started < 8
+    wallets.wait_settled(user_id)
+    [charge] = wallets.charges(user_id)
+    assert charge.status == "upstream_error" and charge.input_tokens == 11 and charge.output_tokens > 0
     wallets.assert_consistent(user_id)
 
 

@@ -374,11 +374,15 @@ def relay_stream(app: Flask, admitted: Admitted, reply: UpstreamReply, meter: Me
     """Relay the provider's stream as it arrives, metering usage, and settle at the end."""
     decoder = SSEDecoder()
     broken = False
+    service = settlements(app)
     try:
         for chunk in reply.chunks():
             out = b"".join(_step(event, meter, plan) for event in decoder.feed(chunk))
             if out:
                 yield out
+            if service.draining and not meter.finished:
+                raise UpstreamOverloaded("The gateway is restarting and ended this stream; "
+                                         "retry the request.")
         out = b"".join(_step(event, meter, plan) for event in decoder.flush())
         if not (meter.finished or meter.errored):
             raise UpstreamError("The upstream provider ended the stream before it was complete.")
