@@ -75,3 +75,39 @@ def test_forty_slow_uploads_do_not_slow_another_key(database_url, fake_server, f
             stop.set()
     assert len(replies) == 40
     assert all(r.startswith(b"HTTP/1.1 408") for r in replies), {r[:40] for r in replies}
+
+
+def test_concurrency_is_exact_across_two_workers_with_redis(database_url, fake_server, fake_upstream,
+                                                          wallets, tmp_path):
+    def slow(req):
+        time.sleep(1.5)
+        return json_response(message(model="claude-haiku-4-5-20251001"))
+
+    fake_upstream.default = slow
+    user_id = wallets.user("10")
+    key = wallets.key(user_id, concurrency=3)
+    env = {"PAGEGRID_WORKERS": "2", "PAGEGRID_REDIS_URL": "redis://127.0.0.1:6379/0",
+           "PAGEGRID_RATELIMIT_PREFIX": f"conc-{tmp_path.name}", "PAGEGRID_JOURNAL_DIR": str(tmp_path / "j")}
+    body = {"model": "claude-haiku-4-5", "max_tokens": 50, "messages": [{"role": "user", "content": "x"}]}
+    with start_gunicorn(database_url, fake_server, tmp_path, env) as url:
+        # Two clients hang up mid-request: their slots come back when their requests end.
+        for _ in range(2):
+            try:
+                requests.post(f"{url}/v1/messages", json=body, timeout=0.3, headers={"x-api-key": key})
+            except requests.exceptions.ReadTimeout:
+                pass
+        time.sleep(2)
+        results: list[int] = []
+
+        def call() -> None:
+            reply = requests.post(f"{url}/v1/messages", json=body, timeout=20, headers={"x-api-key": key})
+            results.append(reply.status_code)
+
+        threads = [threading.Thread(target=call) for _ in range(10)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    assert sorted(results) == [200] * 3 + [429] * 7, results
+    wallets.wait_settled(user_id)
+    assert len(wallets.charges(user_id)) == 5  # the two abandoned requests were answered upstream
