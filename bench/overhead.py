@@ -50,6 +50,22 @@ STREAM_CHUNKS = [fu.sse(e) for e in fu.stream_events(fu.message("word " * 20, mo
 REPLY = json.dumps(fu.message(model=MODEL))
 
 
+# The gunicorn master behind each gateway URL running_gateway yielded (for CPU accounting).
+MASTERS: dict[str, int] = {}
+
+
+def worker_cpu_seconds(gateway_url: str) -> float:
+    """User + system CPU seconds used so far by the gunicorn workers serving ``gateway_url``."""
+    master = MASTERS[gateway_url]
+    children = Path(f"/proc/{master}/task/{master}/children").read_text().split()
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for pid in children:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        total += (int(fields[11]) + int(fields[12])) / tick  # utime, stime
+    return total
+
+
 class BenchError(RuntimeError):
     """The setup or a measured request failed."""
 
@@ -135,15 +151,19 @@ def measure(fake: fu.FakeUpstream, gateway_url: str, key: str, n: int, warmup: i
         for label, body in (("non_streaming", base), ("streaming", {**base, "stream": True})):
             print(f"{label}: {warmup} warm-up + {n} measured requests per target", file=sys.stderr)
             got: dict[str, list[tuple[float, float]]] = {name: [] for name in targets}
+            cpu_before = 0.0
             for i in range(warmup + n):
                 if i == warmup:
                     fake.requests.clear()  # FakeUpstream records every request: keep memory flat
+                    cpu_before = worker_cpu_seconds(gateway_url)
                 for name, (url, where) in targets.items():
                     sample = timed(client, url, headers, body, where)
                     if i >= warmup:
                         got[name].append(sample)
+            cpu = worker_cpu_seconds(gateway_url) - cpu_before
             fake.requests.clear()
             res: dict = {name: ms([s[0] for s in got[name]]) for name in targets}
+            res["gateway_cpu_ms_per_request"] = round(cpu * 1000 / n, 2)
             res["overhead_p50"] = round(res["gateway"]["p50"] - res["direct"]["p50"], 3)
             if label == "streaming":
                 for name in targets:
@@ -162,7 +182,9 @@ def report(r: dict) -> str:
             m = res[target]
             total = f"{m['total_p50']:.1f}" if "total_p50" in m else "-"
             out.append(f"| {name} | {target} | {m['p50']:.1f} | {m['p90']:.1f} | {m['p99']:.1f} | {total} |")
-    out.append(f"\noverhead p50: non-streaming {ns['overhead_p50']:+.1f} ms, time-to-first-event "
+    out.append(f"\ngateway worker CPU per request: non-streaming {ns['gateway_cpu_ms_per_request']:.2f} ms, "
+               f"streaming {st['gateway_cpu_ms_per_request']:.2f} ms (utime+stime from /proc)")
+    out.append(f"overhead p50: non-streaming {ns['overhead_p50']:+.1f} ms, time-to-first-event "
                f"{st['overhead_p50']:+.1f} ms (stream total {st['overhead_total_p50']:+.1f} ms; "
                f"{r['requests']} requests each after {r['warmup']} warm-up)")
     return "\n".join(out)
@@ -191,6 +213,7 @@ def running_gateway(fake_url: str, extra_env: dict[str, str] | None = None) -> I
                                     cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
                                     start_new_session=True)
         wait_ready(proc, f"http://{bind}")
+        MASTERS[f"http://{bind}"] = proc.pid
         yield f"http://{bind}", key
     except Exception:
         if log_path.exists():
