@@ -21,9 +21,8 @@ from datetime import timedelta
 from decimal import Decimal
 from decimal import InvalidOperation
 
-from sqlalchemy import delete
+from sqlalchemy import bindparam
 from sqlalchemy import func
-from sqlalchemy import insert
 from sqlalchemy import select
 from sqlalchemy import update
 from sqlalchemy.exc import IntegrityError
@@ -101,7 +100,27 @@ def new_request_id(prefix: str = "req") -> str:
     return f"{prefix}_{secrets.token_hex(12)}"
 
 
-OVERDRAFT_POLICIES = ("one-hold", "none")
+# The request path's statements, built once on the tables (plain Core: no ORM unit of work, no
+# statement construction or cache-key generation per request).
+_USERS, _HOLDS, _LEDGER = User.__table__, Hold.__table__, LedgerEntry.__table__
+_ROOM = _USERS.c.balance_nanos - _USERS.c.held_nanos
+_RESERVE = {
+    policy: _USERS.update()
+    .where(_USERS.c.id == bindparam("p_uid"),
+           _ROOM >= bindparam("p_amount") if policy == "none" else _ROOM > 0)
+    .values(held_nanos=_USERS.c.held_nanos + bindparam("p_amount"))
+    for policy in ("one-hold", "none")
+}
+_IN_FLIGHT = (select(func.count()).select_from(_HOLDS)
+              .where(_HOLDS.c.api_key_id == bindparam("p_kid"), _HOLDS.c.lease_until > bindparam("p_now")))
+_TAKE_HOLD = (_HOLDS.delete().where(_HOLDS.c.request_id == bindparam("p_rid"))
+              .returning(_HOLDS.c.amount_nanos))
+_CHARGE = (_USERS.update().where(_USERS.c.id == bindparam("p_uid"))
+           .values(balance_nanos=_USERS.c.balance_nanos - bindparam("p_cost"),
+                   held_nanos=_USERS.c.held_nanos - bindparam("p_held")))
+_LEDGER_HAS = select(_LEDGER.c.id).where(_LEDGER.c.request_id == bindparam("p_rid"))
+_TOUCH_KEY = (ApiKey.__table__.update().where(ApiKey.__table__.c.id == bindparam("p_kid"))
+              .values(last_used_at=bindparam("p_now")))
 
 
 def reserve(user_id: int, request_id: str, amount_nanos: int, *, api_key_id: int | None = None,
@@ -114,29 +133,23 @@ def reserve(user_id: int, request_id: str, amount_nanos: int, *, api_key_id: int
     (PostgreSQL) or the write lock (SQLite) serialises a user's admissions and the count of the
     key's live holds is exact across every worker and instance. The caller commits.
     """
-    room = User.balance_nanos - User.held_nanos
-    admitted = db.session.execute(
-        update(User)
-        .where(User.id == user_id, room >= amount_nanos if overdraft == "none" else room > 0)
-        .values(held_nanos=User.held_nanos + amount_nanos)
-        .execution_options(synchronize_session=False)
-    ).rowcount
+    admitted = db.session.execute(_RESERVE[overdraft], {"p_uid": user_id, "p_amount": amount_nanos}).rowcount
     if admitted != 1:
         db.session.rollback()
         _refuse(user_id, amount_nanos, overdraft)
     now = utcnow()
     if concurrency and api_key_id is not None:
-        in_flight = db.session.scalar(select(func.count()).select_from(Hold).where(
-            Hold.api_key_id == api_key_id, Hold.lease_until > now))
+        in_flight = db.session.execute(_IN_FLIGHT, {"p_kid": api_key_id, "p_now": now}).scalar()
         if in_flight >= concurrency:
             db.session.rollback()
             raise RateLimited(
                 f"Concurrency limit reached: this key allows {concurrency} requests in flight at "
                 "once (streams included). Retry when one of them has finished.",
                 headers={"retry-after": "1"})
-    db.session.execute(insert(Hold).values(
-        request_id=request_id, user_id=user_id, api_key_id=api_key_id, amount_nanos=amount_nanos,
-        created_at=now, lease_until=now + timedelta(seconds=lease_seconds)))
+    db.session.execute(_HOLDS.insert(), {
+        "request_id": request_id, "user_id": user_id, "api_key_id": api_key_id,
+        "amount_nanos": amount_nanos, "created_at": now,
+        "lease_until": now + timedelta(seconds=lease_seconds)})
 
 
 def _refuse(user_id: int, amount_nanos: int, overdraft: str) -> None:
@@ -160,19 +173,14 @@ def _refuse(user_id: int, amount_nanos: int, overdraft: str) -> None:
 
 def _take_hold(request_id: str) -> int | None:
     """Delete the request's hold and return its amount; None if there is none (any more)."""
-    return db.session.execute(
-        delete(Hold).where(Hold.request_id == request_id).returning(Hold.amount_nanos)
-    ).scalar_one_or_none()
+    return db.session.execute(_TAKE_HOLD, {"p_rid": request_id}).scalar_one_or_none()
 
 
 def release(request_id: str, user_id: int) -> None:
     """Drop a hold without charging (the request failed before the upstream answered)."""
     held = _take_hold(request_id)
     if held is not None:
-        db.session.execute(
-            update(User).where(User.id == user_id)
-            .values(held_nanos=User.held_nanos - held)
-            .execution_options(synchronize_session=False))
+        db.session.execute(_CHARGE, {"p_uid": user_id, "p_cost": 0, "p_held": held})
     db.session.commit()
 
 
@@ -219,34 +227,28 @@ def settle(charge: Charge) -> int | None:
     ledger ``request_id`` makes a second settlement of the same request a no-op.
     """
     held = _take_hold(charge.request_id)
-    if held is None and db.session.scalar(
-            select(LedgerEntry.id).where(LedgerEntry.request_id == charge.request_id)) is not None:
+    if held is None and db.session.execute(
+            _LEDGER_HAS, {"p_rid": charge.request_id}).scalar() is not None:
         db.session.rollback()
         return None
     cost = charge.cost()
     usage = charge.usage
-    db.session.execute(
-        update(User).where(User.id == charge.user_id)
-        .values(balance_nanos=User.balance_nanos - cost, held_nanos=User.held_nanos - (held or 0))
-        .execution_options(synchronize_session=False))
+    db.session.execute(_CHARGE, {"p_uid": charge.user_id, "p_cost": cost, "p_held": held or 0})
     now = utcnow()
     count_tokens_used(charge.api_key_id, usage.total_tokens, now)
-    db.session.execute(
-        update(ApiKey).where(ApiKey.id == charge.api_key_id).values(last_used_at=now)
-        .execution_options(synchronize_session=False))
+    db.session.execute(_TOUCH_KEY, {"p_kid": charge.api_key_id, "p_now": now})
     over_hold = cost > charge.hold_nanos
     tools = charge.tool_detail()
-    # Core inserts: the request path skips the ORM's unit of work.
-    db.session.execute(insert(LedgerEntry).values(
-        request_id=charge.request_id, user_id=charge.user_id, kind="usage",
-        api_key_id=charge.api_key_id, model=charge.model,
-        input_tokens=usage.input_tokens, output_tokens=usage.output_tokens,
-        cache_creation_input_tokens=usage.cache_creation_input_tokens,
-        cache_creation_1h_input_tokens=usage.cache_creation_1h_input_tokens,
-        cache_read_input_tokens=usage.cache_read_input_tokens,
-        amount_nanos=-cost, status=charge.status, started_at=charge.started_at, created_at=now,
-        hold_nanos=charge.hold_nanos, over_hold=over_hold,
-        detail={"server_tools": tools} if tools else None))
+    db.session.execute(_LEDGER.insert(), {
+        "request_id": charge.request_id, "user_id": charge.user_id, "kind": "usage",
+        "api_key_id": charge.api_key_id, "model": charge.model,
+        "input_tokens": usage.input_tokens, "output_tokens": usage.output_tokens,
+        "cache_creation_input_tokens": usage.cache_creation_input_tokens,
+        "cache_creation_1h_input_tokens": usage.cache_creation_1h_input_tokens,
+        "cache_read_input_tokens": usage.cache_read_input_tokens,
+        "amount_nanos": -cost, "status": charge.status, "started_at": charge.started_at,
+        "created_at": now, "hold_nanos": charge.hold_nanos, "over_hold": over_hold,
+        "detail": {"server_tools": tools} if tools else None})
     try:
         db.session.commit()
     except IntegrityError:  # settled by another process at the same moment

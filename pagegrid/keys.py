@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
+from sqlalchemy import bindparam
 from sqlalchemy import select
 
 from pagegrid.errors import AuthenticationFailed
@@ -104,6 +105,18 @@ def key_from_headers(headers: Mapping[str, str]) -> str | None:
     return None
 
 
+_KEYS, _USERS = ApiKey.__table__, User.__table__
+# Built once: plain Core on the tables, the columns the request path needs and nothing else.
+_KEY_LOOKUP = (
+    select(_KEYS.c.id, _KEYS.c.user_id, _KEYS.c.key_hash, _KEYS.c.revoked_at, _KEYS.c.expires_at,
+           _KEYS.c.rpm, _KEYS.c.concurrency, _KEYS.c.daily_request_limit, _KEYS.c.monthly_token_limit,
+           _KEYS.c.allowed_models, _USERS.c.active.label("user_active"), _USERS.c.max_rpm,
+           _USERS.c.max_concurrency)
+    .join(_USERS, _USERS.c.id == _KEYS.c.user_id)
+    .where(_KEYS.c.key_hash == bindparam("p_hash"))
+)
+
+
 def authenticate(headers: Mapping[str, str]) -> KeyContext:
     """Resolve the request's key, or raise AuthenticationFailed (401)."""
     secret = key_from_headers(headers)
@@ -113,25 +126,22 @@ def authenticate(headers: Mapping[str, str]) -> KeyContext:
     if not KEY_PATTERN.fullmatch(secret):
         raise AuthenticationFailed("Invalid API key format: keys are pg- followed by 64 hex characters.")
     digest = hash_key(secret)
-    row = db.session.execute(
-        select(ApiKey, User.active, User.max_rpm, User.max_concurrency)
-        .join(User, User.id == ApiKey.user_id).where(ApiKey.key_hash == digest)).first()
+    key = db.session.execute(_KEY_LOOKUP, {"p_hash": digest}).first()
     # The index finds the row; the final comparison of digests runs in constant time.
-    if row is None or not hmac.compare_digest(row[0].key_hash, digest):
+    if key is None or not hmac.compare_digest(key.key_hash, digest):
         raise AuthenticationFailed("Invalid API key.")
-    key, user_active, max_rpm, max_concurrency = row
     if key.revoked_at is not None:
         raise AuthenticationFailed("This API key has been revoked.")
     if key.expires_at is not None and _aware(key.expires_at) <= utcnow():
         raise AuthenticationFailed("This API key has expired.")
-    if not user_active:
+    if not key.user_active:
         raise AuthenticationFailed("This account is disabled.")
     # The admin's ceilings for the user bound what the customer set on the key.
-    return KeyContext(key_id=key.id, user_id=key.user_id, rpm=_ceiling(key.rpm, max_rpm),
+    return KeyContext(key_id=key.id, user_id=key.user_id, rpm=_ceiling(key.rpm, key.max_rpm),
                       daily_request_limit=key.daily_request_limit,
                       monthly_token_limit=key.monthly_token_limit,
                       allowed_models=tuple(key.allowed_models or ()),
-                      concurrency=_ceiling(key.concurrency, max_concurrency))
+                      concurrency=_ceiling(key.concurrency, key.max_concurrency))
 
 
 def _ceiling(value: int, ceiling: int | None) -> int:

@@ -21,6 +21,7 @@ from limits import RateLimitItem
 from limits import RateLimitItemPerSecond
 from limits.storage import MemoryStorage
 from limits.strategies import MovingWindowRateLimiter
+from sqlalchemy import bindparam
 from sqlalchemy import select
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.dialects import sqlite
@@ -151,30 +152,49 @@ def _quota_refused(message: str, moment: datetime, resets: datetime) -> RateLimi
                        headers={"x-should-retry": "false"})
 
 
-def _upsert(**values: int | str):  # noqa: ANN202 - a dialect-specific INSERT
-    dialect = postgresql if db.engine.dialect.name == "postgresql" else sqlite
-    return dialect.insert(KeyUsage).values(**values)
+_USAGE = KeyUsage.__table__
+_MONTH_TOKENS = select(_USAGE.c.tokens).where(_USAGE.c.api_key_id == bindparam("p_kid"),
+                                              _USAGE.c.period == bindparam("p_period"))
+_ROW = {"api_key_id": bindparam("p_kid"), "period": bindparam("p_period")}
+_KEY = [_USAGE.c.api_key_id, _USAGE.c.period]
+
+
+def _upserts(dialect_name: str) -> dict[str, object]:
+    """The counter upserts for one database, built once (see ``_UPSERTS``)."""
+    dialect = postgresql if dialect_name == "postgresql" else sqlite
+    count = dialect.insert(_USAGE).values(**_ROW, requests=1, tokens=0)
+    add = dialect.insert(_USAGE).values(**_ROW, requests=0, tokens=bindparam("p_tokens"))
+    bump = {"requests": _USAGE.c.requests + 1}
+    return {
+        "count": count.on_conflict_do_update(index_elements=_KEY, set_=bump)
+        .returning(_USAGE.c.requests),
+        "count_below": count.on_conflict_do_update(index_elements=_KEY, set_=bump,
+                                                   where=_USAGE.c.requests < bindparam("p_limit"))
+        .returning(_USAGE.c.requests),
+        "tokens": add.on_conflict_do_update(
+            index_elements=_KEY, set_={"tokens": _USAGE.c.tokens + bindparam("p_tokens")}),
+    }
+
+
+_UPSERTS = {name: _upserts(name) for name in ("postgresql", "sqlite")}
+
+
+def _statement(kind: str):  # noqa: ANN202 - a prebuilt Core statement
+    return _UPSERTS["postgresql" if db.engine.dialect.name == "postgresql" else "sqlite"][kind]
 
 
 def admit_request(key: KeyContext, moment: datetime) -> None:
     """Check the monthly tokens and count today's request, or raise RateLimited (no commit)."""
     if key.monthly_token_limit:
-        used = db.session.scalar(select(KeyUsage.tokens).where(
-            KeyUsage.api_key_id == key.key_id, KeyUsage.period == month_period(moment))) or 0
+        used = db.session.execute(_MONTH_TOKENS, {"p_kid": key.key_id,
+                                                  "p_period": month_period(moment)}).scalar() or 0
         if used >= key.monthly_token_limit:
             raise _quota_refused(f"Monthly token limit reached: this key has used {used:,} of its "
                                  f"{key.monthly_token_limit:,} tokens this month (UTC).",
                                  moment, _next_month(moment))
-    statement = _upsert(api_key_id=key.key_id, period=day_period(moment), requests=1, tokens=0)
-    bump = {"requests": KeyUsage.requests + 1}
-    if key.daily_request_limit:
-        statement = statement.on_conflict_do_update(
-            index_elements=[KeyUsage.api_key_id, KeyUsage.period], set_=bump,
-            where=KeyUsage.requests < key.daily_request_limit)
-    else:
-        statement = statement.on_conflict_do_update(
-            index_elements=[KeyUsage.api_key_id, KeyUsage.period], set_=bump)
-    counted = db.session.execute(statement.returning(KeyUsage.requests)).scalar_one_or_none()
+    params = {"p_kid": key.key_id, "p_period": day_period(moment), "p_limit": key.daily_request_limit}
+    kind = "count_below" if key.daily_request_limit else "count"
+    counted = db.session.execute(_statement(kind), params).scalar_one_or_none()
     if counted is None:
         raise _quota_refused(f"Daily request limit reached: this key allows "
                              f"{key.daily_request_limit:,} requests per UTC day.",
@@ -183,7 +203,5 @@ def admit_request(key: KeyContext, moment: datetime) -> None:
 
 def count_tokens_used(api_key_id: int, tokens: int, moment: datetime) -> None:
     """Add a settled request's tokens to its key's month (no commit)."""
-    statement = _upsert(api_key_id=api_key_id, period=month_period(moment), requests=0, tokens=tokens)
-    db.session.execute(statement.on_conflict_do_update(
-        index_elements=[KeyUsage.api_key_id, KeyUsage.period],
-        set_={"tokens": KeyUsage.tokens + tokens}))
+    db.session.execute(_statement("tokens"), {"p_kid": api_key_id, "p_period": month_period(moment),
+                                              "p_tokens": tokens})

@@ -130,6 +130,7 @@ class Settlements:
         self._loop_pid = 0
         self._wake = threading.Event()
         self.draining = False  # the worker is stopping: streams end at their next event
+        self._stopped = False
 
     # -- in flight ---------------------------------------------------------------------------
 
@@ -179,6 +180,11 @@ class Settlements:
         self._ensure_loop()
         self._wake.set()
 
+    def stop(self) -> None:
+        """End the background loop once nothing is in flight or pending (tests, shutdown)."""
+        self._stopped = True
+        self._wake.set()
+
     def pending(self) -> int:
         """Settlements of this process waiting for a retry."""
         with self._lock:
@@ -203,11 +209,14 @@ class Settlements:
             self._wake.clear()
             now = time.monotonic()
             with self._lock:
-                if self._in_flight or self._pending:
+                busy = bool(self._in_flight or self._pending)
+                if busy:
                     last_busy = now
-                elif now - last_busy > self.lease_seconds:
+                elif self._stopped or now - last_busy > self.lease_seconds:
                     self._loop_pid = 0  # idle: the next admission starts a new loop
                     return
+            if not busy:
+                continue  # an idle loop touches no database
             if now - last_renewal >= renew_every:
                 last_renewal = now
                 self._guarded(self._renew)

@@ -35,6 +35,7 @@ from pagegrid.models import StripeTopUp
 from pagegrid.models import TopUpCode
 from pagegrid.models import Upstream
 from pagegrid.models import User
+from pagegrid.settlement import settlements
 from tests.fake_upstream import FakeUpstream
 from tests.fake_upstream import serve
 
@@ -119,7 +120,9 @@ def app(database_url: str, fake_upstream: FakeUpstream, tmp_path: Path):
     with app.app_context():
         try:
             _assert_every_wallet_consistent()
+            assert settlements(app).pending() == 0, "a settlement was left waiting for a retry"
         finally:
+            settlements(app).stop()
             db.session.remove()
             db.engine.dispose()
 
