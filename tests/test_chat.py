@@ -35,7 +35,7 @@ def test_gpt_passthrough_bills_cached_tokens_at_the_read_rate(openai_sdk, funded
     sent = fake_upstream.requests[-1]
     assert sent.path == "/v1/chat/completions"
     assert sent.headers["Authorization"] == f"Bearer {OPENAI_UPSTREAM_KEY}"
-    assert sent.body == {"model": "gpt-5.4", "max_tokens": 100,
+    assert sent.body == {"model": "gpt-5.4", "max_completion_tokens": 100,  # reasoning model rule
                          "messages": [{"role": "user", "content": "2+2?"}]}
     assert reply.headers["x-ratelimit-limit-requests"] == "10000"
     assert "x-ratelimit-remaining-requests" in reply.headers
@@ -143,7 +143,7 @@ def test_image_data_url_becomes_a_base64_block(openai_sdk, funded, fake_upstream
 
 
 @pytest.mark.parametrize("extra, param", [({"n": 2}, "n"), ({"temperature": 1.5}, "temperature"),
-                                          ({"logit_bias": {"50256": -100}}, "logit_bias")])
+                                          ({"logprobs": True}, "logprobs")])
 def test_unsupported_fields_get_400_and_cost_nothing(openai_sdk, funded, wallets, fake_upstream,
                                                       extra, param):
     user_id, key = funded
@@ -215,3 +215,25 @@ def test_demo_serves_gpt_models_too(app, openai_sdk, funded, wallets, fake_upstr
     assert fake_upstream.requests == []
     assert len(wallets.charges(user_id)) == 2
     wallets.assert_consistent(user_id)
+
+
+def test_harmless_openai_parameters_are_accepted_and_left_out(openai_sdk, funded, fake_upstream):
+    _, key = funded
+    fake_upstream.reply(message("ok", model="claude-opus-4-8"))
+    openai_sdk(key).chat.completions.create(
+        model="claude-opus-4-8", messages=[{"role": "user", "content": "hi"}], seed=7, n=1,
+        logit_bias={"50256": -100}, presence_penalty=0.5, frequency_penalty=0.2, temperature=0.3, top_p=0.9)
+    sent = fake_upstream.requests[-1].body
+    assert sent["temperature"] == 0.3 and "top_p" not in sent
+    assert not {"seed", "logit_bias", "presence_penalty", "frequency_penalty", "n"} & set(sent)
+
+
+def test_max_tokens_becomes_max_completion_tokens_for_reasoning_models(client, funded, fake_upstream):
+    _, key = funded
+    fake_upstream.reply(chat_completion("ok"))
+    body = {"model": "gpt-5.4", "max_tokens": 77, "messages": [{"role": "user", "content": "hi"}]}
+    reply = client.post("/v1/chat/completions", headers={"Authorization": f"Bearer {key}"}, json=body)
+    assert reply.status_code == 200
+    assert reply.headers["x-request-id"] == reply.headers["request-id"]
+    sent = fake_upstream.requests[-1].body
+    assert sent["max_completion_tokens"] == 77 and "max_tokens" not in sent

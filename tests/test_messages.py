@@ -244,3 +244,15 @@ def test_count_tokens_through_sdk(sdk, funded, fake_upstream):
 @pytest.mark.parametrize("path", ["/", "/v1"])
 def test_head_probes_answer_200(client, path):
     assert client.head(path).status_code == 200
+
+
+@pytest.mark.parametrize("name, status", [("anthropic/claude-haiku-4-5", 200),
+                                          ("openai/claude-haiku-4-5", 404)])
+def test_provider_prefixed_model_ids_resolve(client, funded, fake_upstream, name, status):
+    _, key = funded
+    fake_upstream.reply(message(model="claude-haiku-4-5-20251001"))
+    body = {"model": name, "max_tokens": 10, "messages": [{"role": "user", "content": "hi"}]}
+    reply = client.post("/v1/messages", headers={"x-api-key": key}, json=body)
+    assert reply.status_code == status
+    if status == 200:
+        assert fake_upstream.requests[-1].body["model"] == "claude-haiku-4-5-20251001"

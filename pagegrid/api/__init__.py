@@ -87,6 +87,7 @@ def _request_id_header(response: Response) -> Response:
     request_id = g.get("request_id")
     if request_id:
         response.headers["request-id"] = request_id
+        response.headers["x-request-id"] = request_id  # where the OpenAI SDK reads it
     return response
 
 

@@ -26,6 +26,7 @@ def _price(nanos: int) -> float:
 def model_json(model: ModelEntry, upstream: str) -> dict:
     """One catalog entry with the fields both SDKs read, plus PageGrid's own."""
     price = model.price
+    names = [model.id, *model.aliases]
     return {
         "id": model.id,
         "type": "model",
@@ -38,6 +39,8 @@ def model_json(model: ModelEntry, upstream: str) -> dict:
         "upstream": upstream,
         "lifecycle": "active",
         "aliases": list(model.aliases),
+        # Every name a request may use, LiteLLM-style provider prefixes included.
+        "accepted_ids": [*names, *(f"{model.provider}/{name}" for name in names)],
         "context_window": model.context_window,
         "max_input_tokens": model.context_window,
         "max_tokens": model.max_output,

@@ -76,8 +76,13 @@ def _passthrough(target: UpstreamTarget, body: dict, raw: bytes, model: ModelEnt
     _max_tokens(body, model)
     upstream, same = relay.passthrough(body, raw, model)
     if stream and not include_usage:
-        upstream = {**body, "model": model.upstream_id,
-                    "stream_options": {**(body.get("stream_options") or {}), "include_usage": True}}
+        options = {**(body.get("stream_options") or {}), "include_usage": True}
+        upstream = {**upstream, "stream_options": options}
+        same = None
+    if model.thinking and "max_tokens" in body and "max_completion_tokens" not in body:
+        # OpenAI's reasoning models refuse max_tokens on Chat Completions and take this instead.
+        upstream = {k: v for k, v in upstream.items() if k != "max_tokens"}
+        upstream["max_completion_tokens"] = body["max_tokens"]
         same = None
     return relay.Exchange(
         target, "/v1/chat/completions", upstream, same, stream,

@@ -150,6 +150,11 @@ def require(body: dict, field: str, kind: type, *, positive: bool = False) -> No
 def resolve_model(name: str, key: KeyContext) -> ModelEntry:
     """The catalog entry a request names, or 404 (unknown/inactive) / 403 (not for this key)."""
     entry = catalog().resolve(name)
+    provider, _, bare = name.partition("/")
+    if entry is None and bare:  # LiteLLM-style "anthropic/claude-sonnet-4-6"
+        entry = catalog().resolve(bare)
+        if entry is not None and entry.provider != provider:
+            entry = None
     if entry is None:
         raise ModelNotFound(f"model: {name} is not available. GET /v1/models lists the active models.",
                        param="model")

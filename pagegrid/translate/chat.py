@@ -32,7 +32,8 @@ CHAT_FIELDS: dict[str, str] = {
     "max_tokens": "mapped: max_tokens (the gateway default when neither limit is sent)",
     "max_completion_tokens": "mapped: max_tokens; wins over max_tokens when both are sent",
     "temperature": "passed from 0 to 1; rejected above 1: Claude's range is 0 to 1 (OpenAI's is 0 to 2)",
-    "top_p": "passed",
+    "top_p": "passed; left out when temperature is also given: recent Claude models (Opus 4.1 and later) "
+             "refuse temperature and top_p together, and chat front ends send both by default",
     "stop": "mapped: stop_sequences",
     "stream": "passed",
     "stream_options": "ignored: handled by the gateway (include_usage adds the final usage chunk)",
@@ -49,14 +50,14 @@ CHAT_FIELDS: dict[str, str] = {
     "response_format": "rejected unless text: Claude models have no JSON mode or json_schema output here",
     "logprobs": "rejected when true: Claude models do not return log probabilities",
     "top_logprobs": "rejected: Claude models do not return log probabilities",
-    "logit_bias": "rejected when non-empty: Claude models have no token biasing",
-    "presence_penalty": "rejected unless 0: Claude models have no presence penalty",
-    "frequency_penalty": "rejected unless 0: Claude models have no frequency penalty",
+    "logit_bias": "ignored: Claude models have no token biasing (harmless to leave out)",
+    "presence_penalty": "ignored: Claude models have no presence penalty (harmless to leave out)",
+    "frequency_penalty": "ignored: Claude models have no frequency penalty (harmless to leave out)",
     "audio": "rejected: Claude models do not produce audio",
     "modalities": "rejected unless [\"text\"]: Claude models produce text only",
     "prediction": "rejected: Claude models have no predicted outputs",
     "web_search_options": "rejected: web search is not available through Chat Completions for Claude models",
-    "seed": "rejected: Claude models have no deterministic sampling seed",
+    "seed": "ignored: Claude models have no deterministic sampling seed (OpenAI's is best-effort too)",
     "moderation": "rejected: OpenAI moderation policies cannot be applied to Claude models",
     "verbosity": "rejected unless medium: Claude models have no verbosity setting",
     "store": "ignored: OpenAI-side storage for distillation and evals",
@@ -164,7 +165,8 @@ def openai_chat_request_to_anthropic(body: dict, *, upstream_model: str, default
     if top_p is not None:
         if top_p > 1:
             raise InvalidRequest("'top_p' must be a number from 0 to 1.", param="top_p")
-        out["top_p"] = top_p
+        if temperature is None:  # recent Claude models take one of the two, not both
+            out["top_p"] = top_p
     stop = body.get("stop")
     stops = [stop] if isinstance(stop, str) else stop
     if stop is not None and (not isinstance(stops, list) or not all(isinstance(s, str) for s in stops)):
@@ -206,10 +208,9 @@ def _refuse_chat_features(body: dict) -> None:
     if "response_format" in body and (not isinstance(body["response_format"], dict)
                                       or body["response_format"].get("type") != "text"):
         raise _refuse("response_format")
-    for name in ("logprobs", "logit_bias", "presence_penalty", "frequency_penalty"):
-        if body.get(name):
-            raise _refuse(name)
-    for name in ("top_logprobs", "audio", "prediction", "web_search_options", "seed", "moderation"):
+    if body.get("logprobs"):
+        raise _refuse("logprobs")
+    for name in ("top_logprobs", "audio", "prediction", "web_search_options", "moderation"):
         if name in body:
             raise _refuse(name)
     if body.get("modalities", ["text"]) != ["text"]:
