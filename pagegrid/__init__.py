@@ -8,6 +8,7 @@ from pathlib import Path
 import limits.errors
 import redis.exceptions
 import sqlalchemy.exc
+from flask import Blueprint
 from flask import Flask
 from flask import render_template
 from flask import request
@@ -65,11 +66,14 @@ def create_app(test_config: dict | None = None) -> Flask:
     app.extensions["pagegrid.rate"] = RequestRate()
 
     app.register_blueprint(api.bp)
+    app.register_blueprint(api.bp, name="api_root", url_prefix="")  # /messages, /chat/completions, ...
+    csrf.exempt(Blueprint("api_root", __name__))
     app.register_blueprint(dashboard.bp)
     app.register_blueprint(admin.bp)
     app.register_blueprint(webhooks.bp)
     limiter.init_app(app)  # after the blueprints: request ids are stamped before limits run
     app.register_error_handler(HTTPException, _http_error)
+    app.wsgi_app = api.SlashFolding(app.wsgi_app)
     app.register_error_handler(Exception, _unexpected_error)
     cli.register(app)
     return app
@@ -91,7 +95,7 @@ def _load_user(user_id: str) -> User | None:
 
 
 def _http_error(exc: HTTPException):  # noqa: ANN202 - a Response or an HTML tuple
-    if api.is_api_path(request.path):
+    if api.wants_json():
         return api.error_response(api.http_error(exc))
     return render_template("error.html", error=exc), exc.code or 500
 

@@ -290,8 +290,8 @@ def openai_sdk(app):
         http_client = httpx2.Client(transport=httpx2.WSGITransport(app=app))
         clients.append(http_client)
         kwargs.setdefault("max_retries", 0)
-        return openai.OpenAI(api_key=key, base_url="http://gateway.test/v1", http_client=http_client,
-                             **kwargs)
+        kwargs.setdefault("base_url", "http://gateway.test/v1")
+        return openai.OpenAI(api_key=key, http_client=http_client, **kwargs)
 
     yield make
     for c in clients:

@@ -54,7 +54,8 @@ def _bills_web_search(req):
 
 def _bills_n_choices(req):
     body = _sent(req)
-    return json_response(chat_completion(prompt_tokens=40, completion_tokens=body["n"] * body["max_tokens"]))
+    limit = body.get("max_completion_tokens") or body["max_tokens"]
+    return json_response(chat_completion(prompt_tokens=40, completion_tokens=body["n"] * limit))
 
 
 def _bills_stored_conversation(req):

@@ -236,3 +236,34 @@ def test_models_endpoint_errors_use_openai_shape(client):
     assert set(response.json["error"]) == {"message", "type", "param", "code"}
     bad_key = client.get("/v1/models", headers={"Authorization": "Bearer pg-nope"})
     assert bad_key.status_code == 401
+
+
+def test_root_paths_answer_like_v1(openai_sdk, funded, fake_upstream, client):
+    _, key = funded
+    fake_upstream.reply(message("hi", model="claude-haiku-4-5-20251001"))
+    sdk = openai_sdk(key, base_url="http://gateway.test")  # the bare host, no /v1
+    completion = sdk.chat.completions.create(model="claude-haiku-4-5",
+                                             messages=[{"role": "user", "content": "x"}])
+    assert completion.choices[0].message.content == "hi"
+    assert client.get("/models").json["data"]
+
+
+@pytest.mark.parametrize("path, hint", [
+    ("/v1/messages/v1/messages", "seems to include /messages"),
+    ("/v1/chat/completions/chat/completions", "seems to include /chat/completions"),
+    ("/api/v2/whatever", "base URL"),
+])
+def test_unknown_paths_answer_json_with_a_base_url_hint(client, funded, path, hint):
+    _, key = funded
+    reply = client.post(path, json={"model": "x"}, headers={"Authorization": f"Bearer {key}"})
+    assert reply.status_code == 404 and reply.mimetype == "application/json"
+    assert hint in json.dumps(reply.json)
+
+
+@pytest.mark.parametrize("path", ["/v1//messages", "/v1/messages/", "//v1/messages"])
+def test_repeated_and_trailing_slashes_route_without_redirects(client, funded, fake_upstream, path):
+    _, key = funded
+    fake_upstream.reply(message("hi", model="claude-haiku-4-5-20251001"))
+    body = {"model": "claude-haiku-4-5", "max_tokens": 5, "messages": [{"role": "user", "content": "x"}]}
+    reply = client.post(path, headers={"x-api-key": key}, json=body)
+    assert reply.status_code == 200

@@ -12,6 +12,7 @@ from flask import json
 from flask import request
 from werkzeug.exceptions import HTTPException
 
+from pagegrid import keys
 from pagegrid import limits
 from pagegrid.billing import new_request_id
 from pagegrid.errors import GatewayError
@@ -24,17 +25,47 @@ log = logging.getLogger(__name__)
 
 bp = Blueprint("api", __name__, url_prefix="/v1")
 
-_ANTHROPIC_PATH = re.compile(r"^/v1(/v1)?/messages(/|$)")
+_ANTHROPIC_PATH = re.compile(r"^(/v1)*/messages(/|$)")
+# The API also answers without /v1 (a base URL of the bare host in the OpenAI SDK and AI SDK).
+ROOT_FORMS = ("/messages", "/chat/", "/responses", "/models", "/completions", "/embeddings")
 
 
 def is_api_path(path: str) -> bool:
-    """True for the paths this blueprint answers (``/v1`` and below)."""
-    return path == "/v1" or path.startswith("/v1/")
+    """True for the paths this blueprint answers (``/v1`` and below, and the root forms)."""
+    return path == "/v1" or path.startswith("/v1/") or path.startswith(ROOT_FORMS)
+
+
+def wants_json() -> bool:
+    """An API client on any path: it sent an API key or a JSON body."""
+    return (is_api_path(request.path) or keys.key_from_headers(request.headers) is not None
+            or request.mimetype == "application/json")
 
 
 def dialect(path: str) -> str:
-    """``anthropic`` for the Messages API paths, ``openai`` for everything else."""
-    return "anthropic" if _ANTHROPIC_PATH.match(path) else "openai"
+    """``anthropic`` for the Messages API paths (or a request with Anthropic headers on an
+    unknown path), ``openai`` for everything else."""
+    if _ANTHROPIC_PATH.match(path):
+        return "anthropic"
+    if not is_api_path(path) and ("anthropic-version" in request.headers or "x-api-key" in request.headers):
+        return "anthropic"
+    return "openai"
+
+
+class SlashFolding:
+    """WSGI middleware: API paths with repeated or trailing slashes route as written once
+    (``/v1//messages``, ``/v1/messages/``), without the redirect httpx does not follow."""
+
+    def __init__(self, wsgi_app) -> None:  # noqa: ANN001
+        self.wsgi_app = wsgi_app
+
+    def __call__(self, environ, start_response):  # noqa: ANN001, ANN204
+        path = environ.get("PATH_INFO", "")
+        folded = re.sub("/{2,}", "/", path)
+        if len(folded) > 1:
+            folded = folded.rstrip("/")
+        if folded != path and (folded == "/v1" or folded.startswith("/v1/") or folded.startswith(ROOT_FORMS)):
+            environ["PATH_INFO"] = folded
+        return self.wsgi_app(environ, start_response)
 
 
 def error_response(err: GatewayError) -> Response:
@@ -53,7 +84,7 @@ def http_error(exc: HTTPException) -> GatewayError:
         return GatewayError("WebSocket is not supported here; send the request over HTTP.",
                             status=426, error_type="invalid_request_error")
     if exc.code == 404:
-        return NotFound(f"Not found: {request.method} {request.path}")
+        return NotFound(not_found_hint())
     if exc.code == 413:
         return RequestTooLarge("The request body is larger than this gateway accepts.")
     if exc.code == 405:
@@ -61,6 +92,22 @@ def http_error(exc: HTTPException) -> GatewayError:
                               status=405)
     return GatewayError(exc.description or exc.name, status=exc.code or 500,
                         error_type="invalid_request_error" if (exc.code or 500) < 500 else "api_error")
+
+
+def not_found_hint() -> str:
+    """A 404 message naming the likely base-URL mistake and the right base URL."""
+    path = request.path
+    base = request.host_url.rstrip("/")
+    message = f"Not found: {request.method} {path}."
+    for endpoint in ("/messages", "/chat/completions", "/responses"):
+        doubled = f"{endpoint}/v1{endpoint}"
+        if doubled in path or f"{endpoint}{endpoint}" in path:
+            return (f"{message} The base URL seems to include {endpoint}: set it to {base}/v1 "
+                    f"(clients append {endpoint} themselves).")
+    if dialect(path) == "anthropic":
+        return f"{message} For Claude Code and the Anthropic SDKs set ANTHROPIC_BASE_URL={base}/v1."
+    return (f"{message} For the OpenAI SDKs and Codex set the base URL to {base}/v1; "
+            "the endpoints are /v1/chat/completions, /v1/responses and /v1/models.")
 
 
 @bp.app_errorhandler(GatewayError)
