@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 FLASK := $(BIN)/flask --app app
 
-.PHONY: run test lint bench clean
+.PHONY: run test test-fast lint bench clean
 
 $(BIN)/python:
 	@command -v $(PYTHON) >/dev/null || { echo "PageGrid needs $(PYTHON) on PATH"; exit 1; }
@@ -33,6 +33,10 @@ lint: $(VENV)/.dev
 test: lint
 	$(BIN)/pytest
 	$(BIN)/pytest --db=postgresql
+
+# The quick loop while editing: SQLite only, no browser, no live gunicorn.
+test-fast: lint
+	$(BIN)/pytest -m "not live" --ignore=tests/test_browser.py --ignore=tests/test_layout.py
 
 bench: $(VENV)/.dev
 	$(BIN)/python bench/overhead.py
