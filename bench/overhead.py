@@ -50,8 +50,9 @@ STREAM_CHUNKS = [fu.sse(e) for e in fu.stream_events(fu.message("word " * 20, mo
 REPLY = json.dumps(fu.message(model=MODEL))
 
 
-# The gunicorn master behind each gateway URL running_gateway yielded (for CPU accounting).
+# The gunicorn master and the database behind each gateway URL running_gateway yielded.
 MASTERS: dict[str, int] = {}
+DATABASES: dict[str, str] = {}
 
 
 def worker_cpu_seconds(gateway_url: str) -> float:
@@ -214,6 +215,7 @@ def running_gateway(fake_url: str, extra_env: dict[str, str] | None = None) -> I
                                     start_new_session=True)
         wait_ready(proc, f"http://{bind}")
         MASTERS[f"http://{bind}"] = proc.pid
+        DATABASES[f"http://{bind}"] = env["PAGEGRID_DATABASE_URL"]
         yield f"http://{bind}", key
     except Exception:
         if log_path.exists():
