@@ -198,9 +198,10 @@ def running_gateway(fake_url: str, extra_env: dict[str, str] | None = None) -> I
     tmp = Path(tempfile.mkdtemp(prefix="pagegrid-bench-"))
     log_path, proc = tmp / "gunicorn.log", None
     env = {k: v for k, v in os.environ.items() if not k.startswith("PAGEGRID_")}
-    env.update(PAGEGRID_DATABASE_URL=f"sqlite:///{tmp / 'bench.db'}", PAGEGRID_SECRET_KEY="bench",
-               PAGEGRID_ANTHROPIC_URL=fake_url, PAGEGRID_ANTHROPIC_KEY="sk-bench",
-               PAGEGRID_OPENAI_URL=fake_url, PAGEGRID_OPENAI_KEY="sk-bench-openai", **(extra_env or {}))
+    env.update({"PAGEGRID_DATABASE_URL": f"sqlite:///{tmp / 'bench.db'}", "PAGEGRID_SECRET_KEY": "bench",
+                "PAGEGRID_ANTHROPIC_URL": fake_url, "PAGEGRID_ANTHROPIC_KEY": "sk-bench",
+                "PAGEGRID_OPENAI_URL": fake_url, "PAGEGRID_OPENAI_KEY": "sk-bench-openai",
+                **(extra_env or {})})
     try:
         flask_cli(env, "init-db")
         flask_cli(env, "create-user", "bench@example.com", "--password", "pw123456")
