@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from urllib.parse import urlsplit
+
 from flask import flash
 from flask import redirect
 from flask import render_template
@@ -32,10 +34,18 @@ def _login_account() -> str:
     return "login:" + (request.form.get("email") or "").strip().lower()
 
 
-def _safe_next(target: str | None) -> str:
-    # Only local paths: an attacker's ?next=https://evil must not redirect off-site.
-    if target and target.startswith("/") and not target.startswith("//"):
-        return target
+def safe_next(target: str | None) -> str:
+    r"""``target`` if it is a same-site relative path, else the overview.
+
+    Browsers drop tabs and newlines from URLs and read ``\`` as ``/``, so ``/<TAB>/evil`` and
+    ``/\evil`` both mean ``//evil``: any control character, whitespace or backslash is refused
+    before the ``//`` check, rather than trying to normalise the way every browser does.
+    """
+    if (target and target.startswith("/") and target.isprintable() and " " not in target
+            and "\\" not in target and not target.startswith("//")):
+        parts = urlsplit(target)
+        if not parts.scheme and not parts.netloc:
+            return target
     return url_for("dashboard.overview")
 
 
@@ -53,7 +63,7 @@ def login():  # noqa: ANN201 - a page or a redirect
         if user is not None and valid and user.active:
             session.clear()  # a fresh session: no fixation
             login_user(user)
-            return redirect(_safe_next(request.args.get("next")))
+            return redirect(safe_next(request.args.get("next")))
         flash("This account is disabled." if user is not None and valid else
               "Wrong email or password.", "error")
     return render_template("dashboard/login.html", form=form), 200
