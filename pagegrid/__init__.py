@@ -16,13 +16,13 @@ from pagegrid import api
 from pagegrid import cli
 from pagegrid import config
 from pagegrid import dashboard
+from pagegrid import sessions
 from pagegrid.catalog import Catalog
 from pagegrid.extensions import csrf
 from pagegrid.extensions import db
 from pagegrid.extensions import limiter
 from pagegrid.extensions import login_manager
 from pagegrid.extensions import migrate
-from pagegrid.models import User
 
 ROOT = Path(__file__).resolve().parent.parent
 log = logging.getLogger(__name__)
@@ -48,6 +48,7 @@ def create_app(test_config: dict | None = None) -> Flask:
             event.listen(db.engine, "connect", _sqlite_pragmas)
     migrate.init_app(app, db, directory=str(ROOT / "migrations"), render_as_batch=True)
     login_manager.init_app(app)
+    sessions.init_app(app)
     csrf.init_app(app)
     csrf.exempt(api.bp)  # API clients authenticate with keys, not cookies
     app.extensions["pagegrid.catalog"] = Catalog()
@@ -71,11 +72,6 @@ def _sqlite_pragmas(connection, _record) -> None:  # noqa: ANN001 - DB-API objec
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.close()
-
-
-@login_manager.user_loader
-def _load_user(user_id: str) -> User | None:
-    return db.session.get(User, int(user_id))
 
 
 def _http_error(exc: HTTPException):  # noqa: ANN202 - a Response or an HTML tuple

@@ -57,7 +57,8 @@ def from_environ(instance_path: Path) -> dict:
         "REMEMBER_COOKIE_HTTPONLY": True,
         "REMEMBER_COOKIE_SAMESITE": "Lax",
         "REMEMBER_COOKIE_SECURE": (env("PAGEGRID_PUBLIC_URL") or "").startswith("https://"),
-        "PERMANENT_SESSION_LIFETIME": 12 * 3600,
+        "PERMANENT_SESSION_LIFETIME": 12 * 3600,  # absolute: log in again after 12 h
+        "PAGEGRID_SESSION_IDLE_MINUTES": int(env("PAGEGRID_SESSION_IDLE_MINUTES") or 30),
         "WTF_CSRF_TIME_LIMIT": None,  # tokens live as long as the session
         "MAX_CONTENT_LENGTH": int(env("PAGEGRID_MAX_BODY_BYTES") or 32 * 1024 * 1024),
         "PAGEGRID_UPSTREAM_CONNECT_TIMEOUT": float(env("PAGEGRID_UPSTREAM_CONNECT_TIMEOUT") or 10),

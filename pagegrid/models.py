@@ -46,10 +46,16 @@ class User(UserMixin, db.Model):
     # admission is one conditional UPDATE.
     held_nanos: Mapped[int] = mapped_column(BigInteger, default=0)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    # Part of every session's id; bumping it ends all of the user's sessions (sessions.py).
+    session_epoch: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
     @property
     def is_active(self) -> bool:  # Flask-Login: disabled users cannot log in
         return self.active
+
+    def get_id(self) -> str:
+        """Flask-Login's session token: the id and the current session epoch."""
+        return f"{self.id}:{self.session_epoch}"
 
 
 class ApiKey(db.Model):

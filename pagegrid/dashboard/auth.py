@@ -8,17 +8,15 @@ from flask import flash
 from flask import redirect
 from flask import render_template
 from flask import request
-from flask import session
 from flask import url_for
 from flask_limiter.util import get_remote_address
 from flask_login import current_user
 from flask_login import login_required
-from flask_login import login_user
-from flask_login import logout_user
 from sqlalchemy import select
 from werkzeug.security import check_password_hash
 from werkzeug.security import generate_password_hash
 
+from pagegrid import sessions
 from pagegrid.dashboard import bp
 from pagegrid.dashboard.forms import LoginForm
 from pagegrid.dashboard.forms import PasswordForm
@@ -61,8 +59,7 @@ def login():  # noqa: ANN201 - a page or a redirect
         user = db.session.scalar(select(User).where(User.email == form.email.data.strip().lower()))
         valid = check_password_hash(user.password_hash if user else _DUMMY_HASH, form.password.data)
         if user is not None and valid and user.active:
-            session.clear()  # a fresh session: no fixation
-            login_user(user)
+            sessions.start(user)
             return redirect(safe_next(request.args.get("next")))
         flash("This account is disabled." if user is not None and valid else
               "Wrong email or password.", "error")
@@ -72,9 +69,10 @@ def login():  # noqa: ANN201 - a page or a redirect
 @bp.post("/logout")
 @login_required
 def logout():  # noqa: ANN201
-    """End the session."""
-    logout_user()
-    session.clear()
+    """End the session, and every other session of this account (a copied cookie stops working)."""
+    sessions.end_all(current_user)
+    db.session.commit()
+    sessions.end_current()
     flash("You are logged out.", "success")
     return redirect(url_for("dashboard.login"))
 
@@ -88,8 +86,23 @@ def password():  # noqa: ANN201
         if not check_password_hash(current_user.password_hash, form.current.data):
             flash("The current password is wrong.", "error")
         else:
-            current_user.password_hash = generate_password_hash(form.new.data)
+            user = current_user._get_current_object()
+            user.password_hash = generate_password_hash(form.new.data)
+            sessions.end_all(user)
             db.session.commit()
-            flash("Password changed.", "success")
+            sessions.start(user)  # this browser stays logged in; every other session ends
+            flash("Password changed. Every other session of this account is logged out.", "success")
             return redirect(url_for("dashboard.overview"))
     return render_template("dashboard/password.html", form=form)
+
+
+@bp.post("/account/sessions/end-others")
+@login_required
+def end_other_sessions():  # noqa: ANN201
+    """Log out every other browser of this account; this one gets a fresh session."""
+    user = current_user._get_current_object()
+    sessions.end_all(user)
+    db.session.commit()
+    sessions.start(user)
+    flash("Every other session of this account is logged out.", "success")
+    return redirect(url_for("dashboard.password"))
