@@ -16,6 +16,7 @@ from pagegrid import api
 from pagegrid import cli
 from pagegrid import config
 from pagegrid import dashboard
+from pagegrid import headers
 from pagegrid import sessions
 from pagegrid.catalog import Catalog
 from pagegrid.extensions import csrf
@@ -49,6 +50,7 @@ def create_app(test_config: dict | None = None) -> Flask:
     migrate.init_app(app, db, directory=str(ROOT / "migrations"), render_as_batch=True)
     login_manager.init_app(app)
     sessions.init_app(app)
+    headers.init_app(app)
     csrf.init_app(app)
     csrf.exempt(api.bp)  # API clients authenticate with keys, not cookies
     app.extensions["pagegrid.catalog"] = Catalog()

@@ -19,6 +19,7 @@ from sqlalchemy.orm import Mapped
 from sqlalchemy.orm import mapped_column
 
 from pagegrid import clock
+from pagegrid.crypto import EncryptedText
 from pagegrid.extensions import db
 
 # SQLite only auto-increments an INTEGER PRIMARY KEY, PostgreSQL wants BIGINT for a ledger.
@@ -124,7 +125,7 @@ class Upstream(db.Model):
     provider: Mapped[str] = mapped_column(String(20), index=True)
     name: Mapped[str] = mapped_column(String(100))
     base_url: Mapped[str] = mapped_column(String(255))
-    api_key: Mapped[str] = mapped_column(Text)
+    api_key: Mapped[str] = mapped_column(EncryptedText)  # Fernet-encrypted at rest (crypto.py)
     enabled: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
@@ -203,3 +204,19 @@ class TopUpCode(db.Model):
     redeemed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
     __table_args__ = (CheckConstraint("amount_nanos > 0", name="amount_positive"),)
+
+
+class OneTimeSecret(db.Model):
+    """A new API key's secret between the POST that made it and the one page that shows it.
+
+    Kept here (encrypted) rather than in the signed session cookie, which any holder can read;
+    the session holds only the random ``id``. Claiming deletes the row, so it is shown once.
+    """
+
+    __tablename__ = "one_time_secrets"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    value: Mapped[str] = mapped_column(EncryptedText)
+    label: Mapped[str] = mapped_column(String(20), default="")
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

@@ -2,16 +2,32 @@
 
 from __future__ import annotations
 
+import base64
+import re
+import zlib
 from datetime import timedelta
 
 import pytest
+from cryptography.fernet import Fernet
+from sqlalchemy import delete
+from sqlalchemy import func
+from sqlalchemy import select
+from sqlalchemy import text
 
 from pagegrid import clock
 from pagegrid import config
+from pagegrid import crypto
+from pagegrid import onetime
+from pagegrid.dashboard import docs
+from pagegrid.extensions import db
+from pagegrid.models import ApiKey
+from pagegrid.models import OneTimeSecret
+from pagegrid.models import Upstream
 from tests.conftest import PASSWORD
 from tests.conftest import Browser
 
 NEW_PASSWORD = "correct horse battery staple 7"
+BODY = {"model": "claude-haiku-4-5", "max_tokens": 20, "messages": [{"role": "user", "content": "hi"}]}
 
 
 @pytest.mark.parametrize("target", [
@@ -117,3 +133,170 @@ def test_sessions_end_after_their_lifetime_even_when_active(app, wallets, browse
 def test_idle_minutes_come_from_the_environment(monkeypatch, tmp_path):
     monkeypatch.setenv("PAGEGRID_SESSION_IDLE_MINUTES", "5")
     assert config.from_environ(tmp_path)["PAGEGRID_SESSION_IDLE_MINUTES"] == 5
+
+
+# A new secret is shown once, from the server ---------------------------------------------------
+
+SECRET = re.compile(r'<code id="secret-value">(pg-[0-9a-f]{64})</code>')
+
+
+def create_key_page(b: Browser):
+    return b.post("/keys", {"name": "laptop", "rpm": 60}, token_from="/keys")
+
+
+def cookie_text(b: Browser) -> str:
+    """Everything the session cookie carries, decoded (it is signed, not encrypted)."""
+    value = b.client.get_cookie("session").value
+    payload = value.lstrip(".").split(".")[0]
+    raw = base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4))
+    return (zlib.decompress(raw) if value.startswith(".") else raw).decode()
+
+
+@pytest.mark.parametrize("action", ["create", "rotate"])
+def test_a_new_secret_never_enters_the_cookie_or_a_url_and_shows_once(app, wallets, browser, action):
+    assert browser.login(wallets.email(wallets.user("1"))).status_code == 302
+    created = create_key_page(browser)
+    if action == "rotate":
+        assert SECRET.search(browser.get("/keys").get_data(as_text=True))
+        with app.app_context():
+            key_id = db.session.scalars(select(ApiKey.id)).one()
+        created = browser.post(f"/keys/{key_id}/rotate", token_from="/keys")
+    assert created.status_code == 302 and created.headers["Location"] == "/keys"
+    assert "pg-" not in cookie_text(browser)
+    page = browser.get("/keys")
+    secret = SECRET.search(page.get_data(as_text=True)).group(1)
+    assert secret[3:] not in cookie_text(browser)
+    assert "no-store" in page.headers["Cache-Control"]
+    with app.app_context():  # the row is gone, and was encrypted while it lived
+        assert db.session.scalar(select(func.count()).select_from(OneTimeSecret)) == 0
+    assert not SECRET.search(browser.get("/keys").get_data(as_text=True))
+
+
+def test_the_stored_secret_is_encrypted_and_bound_to_its_user(app, wallets, browser):
+    user_id = wallets.user("1")
+    assert browser.login(wallets.email(user_id)).status_code == 302
+    create_key_page(browser)
+    with app.app_context():
+        stored = db.session.execute(text("SELECT value FROM one_time_secrets")).scalar_one()
+        assert not stored.startswith("pg-") and crypto.decrypt(stored).startswith("pg-")
+    copied = browser.client.get_cookie("session").value
+    other = Browser(app)
+    assert other.login(wallets.email(wallets.user("1"))).status_code == 302
+    # Another account's pointer shows nothing, even with the right row id in a forged session.
+    with other.client.session_transaction() as sess, app.app_context():
+        sess[onetime.SESSION_KEY] = db.session.scalar(select(OneTimeSecret.id))
+    assert not SECRET.search(other.get("/keys").get_data(as_text=True))
+    assert copied and SECRET.search(browser.get("/keys").get_data(as_text=True))
+
+
+def test_an_unclaimed_secret_expires(app, wallets, browser, monkeypatch):
+    assert browser.login(wallets.email(wallets.user("1"))).status_code == 302
+    create_key_page(browser)
+    later = clock.now() + timedelta(minutes=11)
+    monkeypatch.setattr(clock, "now", lambda: later)
+    assert browser.post("/account/sessions/end-others", token_from="/account/password").status_code == 302
+    assert not SECRET.search(browser.get("/keys").get_data(as_text=True))
+
+
+# Upstream keys at rest ---------------------------------------------------------------------
+
+def test_upstream_keys_are_encrypted_at_rest_and_used_in_clear(app, wallets, client, fake_upstream):
+    with app.app_context():
+        db.session.add(Upstream(provider="anthropic", name="main", base_url=fake_upstream.url,
+                                api_key="sk-ant-secret-at-rest", enabled=True))
+        db.session.commit()
+        stored = db.session.execute(text("SELECT api_key FROM upstreams")).scalar_one()
+    assert "sk-ant-secret-at-rest" not in stored
+    key = wallets.key(wallets.user("1"))
+    reply = client.post("/v1/messages", json=BODY, headers={"x-api-key": key})
+    assert reply.status_code == 200
+    assert fake_upstream.requests[-1].headers["X-Api-Key"] == "sk-ant-secret-at-rest"
+
+
+def test_rotate_encryption_key(app, runner):
+    old = app.config["PAGEGRID_ENCRYPTION_KEY"]
+    with app.app_context():
+        db.session.add(Upstream(provider="openai", name="o", base_url="http://127.0.0.1:9",
+                                api_key="sk-openai-rotate-me", enabled=False))
+        db.session.commit()
+    new = crypto.generate_key()
+    app.config["PAGEGRID_ENCRYPTION_KEY"] = f"{new},{old}"
+    app.extensions.pop("pagegrid.fernet")
+    result = runner.invoke(args=["rotate-encryption-key"])
+    assert result.exit_code == 0 and "1 secrets re-encrypted" in result.output
+    app.config["PAGEGRID_ENCRYPTION_KEY"] = new  # the old key is gone: rows still decrypt
+    app.extensions.pop("pagegrid.fernet")
+    with app.app_context():
+        assert db.session.scalars(select(Upstream.api_key)).one() == "sk-openai-rotate-me"
+        db.session.execute(delete(Upstream))
+        db.session.commit()
+
+
+def test_encryption_key_is_generated_once_into_the_instance_folder(monkeypatch, tmp_path):
+    monkeypatch.delenv("PAGEGRID_ENCRYPTION_KEY", raising=False)
+    first = config.from_environ(tmp_path)["PAGEGRID_ENCRYPTION_KEY"]
+    assert Fernet(first) and (tmp_path / "encryption_key").stat().st_mode & 0o077 == 0
+    assert config.from_environ(tmp_path)["PAGEGRID_ENCRYPTION_KEY"] == first
+    monkeypatch.setenv("PAGEGRID_ENCRYPTION_KEY", "from-env")
+    assert config.from_environ(tmp_path)["PAGEGRID_ENCRYPTION_KEY"] == "from-env"
+
+
+# Headers on every page -----------------------------------------------------------------------
+
+INLINE_SCRIPT = re.compile(r"<script(?![^>]*\bsrc=)[^>]*>|<[^>]+\son[a-z]+\s*=|=\s*[\"']?\s*javascript:",
+                           re.I)
+
+
+def site_map(app, user_id: int, key_id: int, upstream_id: int) -> list[str]:
+    """Every GET page of the site; fails when a page is added without a case here."""
+    pages = {
+        "dashboard.index": ["/"], "dashboard.login": ["/login"], "dashboard.overview": ["/dashboard"],
+        "dashboard.keys": ["/keys"], "dashboard.key_edit": [f"/keys/{key_id}/edit"],
+        "dashboard.wallet": ["/wallet"], "dashboard.wallet_export": ["/wallet/transactions.csv"],
+        "dashboard.usage": ["/usage"], "dashboard.password": ["/account/password"],
+        "dashboard.docs": ["/docs/"] + [f"/docs/{name}" for name in docs.ORDER],
+        "dashboard.api_root": ["/v1"],
+        "admin.users": ["/admin/"], "admin.user_new": ["/admin/users/new"],
+        "admin.user_detail": [f"/admin/users/{user_id}"], "admin.topup_codes": ["/admin/topup-codes"],
+        "admin.models": ["/admin/models"], "admin.model_edit": ["/admin/models/claude-haiku-4-5-20251001"],
+        "admin.upstreams": ["/admin/upstreams"], "admin.upstream_new": ["/admin/upstreams/new"],
+        "admin.upstream_edit": [f"/admin/upstreams/{upstream_id}/edit"],
+        "admin.audit": ["/admin/audit"],
+        "static": ["/static/pagegrid.js", "/static/pagegrid.css"],
+    }
+    endpoints = {r.endpoint for r in app.url_map.iter_rules()
+                 if "GET" in r.methods and not r.endpoint.startswith("api.")}
+    assert endpoints <= set(pages), f"pages without a header check: {endpoints - set(pages)}"
+    return [path for endpoint in sorted(endpoints) for path in pages[endpoint]]
+
+
+@pytest.mark.parametrize("public_url", [None, "https://gateway.example"])
+def test_security_headers_on_every_page(app, wallets, browser, public_url):
+    app.config["PAGEGRID_PUBLIC_URL"] = public_url
+    user_id = wallets.user("1", email="boss@example.com", admin=True)
+    wallets.key(user_id)
+    with app.app_context():
+        key_id = db.session.scalars(select(ApiKey.id)).one()
+        row = Upstream(provider="anthropic", name="spare", base_url="http://127.0.0.1:9",
+                       api_key="sk-ant-spare", enabled=False)
+        db.session.add(row)
+        db.session.commit()
+        upstream_id = row.id
+    anonymous = Browser(app)
+    assert browser.login("boss@example.com").status_code == 302
+    for path in site_map(app, user_id, key_id, upstream_id):
+        for who in (anonymous, browser):
+            response = who.get(path)
+            headers = response.headers
+            assert response.status_code in (200, 302), path
+            csp = headers["Content-Security-Policy"]
+            assert "frame-ancestors 'none'" in csp and "script-src 'self'" in csp, path
+            assert "unsafe-inline" not in csp.split("script-src")[1].split(";")[0], path
+            assert headers["X-Frame-Options"] == "DENY", path
+            assert headers["X-Content-Type-Options"] == "nosniff", path
+            assert headers["Referrer-Policy"] == "same-origin", path
+            assert ("Strict-Transport-Security" in headers) == bool(public_url), path
+            if not path.startswith("/static/"):
+                assert headers["Cache-Control"] == "no-store", path
+            if response.mimetype == "text/html":
+                assert not INLINE_SCRIPT.search(response.get_data(as_text=True)), path
