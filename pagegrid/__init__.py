@@ -17,6 +17,7 @@ from pagegrid import cli
 from pagegrid import config
 from pagegrid import dashboard
 from pagegrid import headers
+from pagegrid import proxies
 from pagegrid import sessions
 from pagegrid.catalog import Catalog
 from pagegrid.extensions import csrf
@@ -42,6 +43,8 @@ def create_app(test_config: dict | None = None) -> Flask:
     app.config.setdefault("SQLALCHEMY_ENGINE_OPTIONS",
                           config.engine_options(app.config["SQLALCHEMY_DATABASE_URI"]))
     app.json.sort_keys = False
+    app.wsgi_app = proxies.TrustedProxyFix(
+        app.wsgi_app, proxies.parse_networks(app.config["PAGEGRID_TRUSTED_PROXIES"]))
 
     db.init_app(app)
     if app.config["SQLALCHEMY_DATABASE_URI"].startswith("sqlite"):

@@ -76,6 +76,10 @@ def from_environ(instance_path: Path) -> dict:
         "REMEMBER_COOKIE_SAMESITE": "Lax",
         "REMEMBER_COOKIE_SECURE": (env("PAGEGRID_PUBLIC_URL") or "").startswith("https://"),
         "PERMANENT_SESSION_LIFETIME": 12 * 3600,  # absolute: log in again after 12 h
+        "PAGEGRID_TRUSTED_PROXIES": env("PAGEGRID_TRUSTED_PROXIES") or "",
+        # Failed-login tiers (limits' notation), per (account, IP) and per IP; see throttle.py.
+        "PAGEGRID_LOGIN_ACCOUNT_IP_LIMITS": "5/minute;10/15 minutes;20/hour;50/day",
+        "PAGEGRID_LOGIN_IP_LIMITS": "30/minute;100/hour;300/day",
         "PAGEGRID_SESSION_IDLE_MINUTES": int(env("PAGEGRID_SESSION_IDLE_MINUTES") or 30),
         "WTF_CSRF_TIME_LIMIT": None,  # tokens live as long as the session
         "MAX_CONTENT_LENGTH": int(env("PAGEGRID_MAX_BODY_BYTES") or 32 * 1024 * 1024),

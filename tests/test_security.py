@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import re
+import time
 import zlib
 from datetime import timedelta
 
@@ -16,6 +17,7 @@ from sqlalchemy import text
 
 from pagegrid import clock
 from pagegrid import config
+from pagegrid import create_app
 from pagegrid import crypto
 from pagegrid import onetime
 from pagegrid.dashboard import docs
@@ -300,3 +302,77 @@ def test_security_headers_on_every_page(app, wallets, browser, public_url):
                 assert headers["Cache-Control"] == "no-store", path
             if response.mimetype == "text/html":
                 assert not INLINE_SCRIPT.search(response.get_data(as_text=True)), path
+
+
+# Login throttling that cannot be aimed at someone else -------------------------------------
+
+def login_from(b: Browser, ip: str, email: str, password: str = PASSWORD, **headers):
+    token = b.csrf()
+    return b.client.post("/login", data={"email": email, "password": password, "csrf_token": token},
+                         environ_base={"REMOTE_ADDR": ip}, headers=headers)
+
+
+def test_failures_from_one_ip_never_lock_the_owner_out_elsewhere(app, wallets):
+    email = wallets.email(wallets.user("1"))
+    attacker = Browser(app)
+    codes = [login_from(attacker, "203.0.113.9", email, "wrong-password").status_code for _ in range(7)]
+    assert codes[:5] == [200] * 5 and codes[5:] == [429, 429]
+    refused = login_from(attacker, "203.0.113.9", email)  # the right password waits too, from there
+    assert refused.status_code == 429 and 0 < int(refused.headers["Retry-After"]) <= 60
+    assert b"Too many failed logins" in refused.data
+    assert login_from(Browser(app), "198.51.100.7", email).status_code == 302  # the owner, elsewhere
+
+
+def test_a_success_clears_the_pairs_failures(app, wallets):
+    email = wallets.email(wallets.user("1"))
+    b = Browser(app)
+    for _ in range(4):
+        login_from(b, "198.51.100.7", email, "typo-password")
+    assert login_from(b, "198.51.100.7", email).status_code == 302
+    b.post("/logout")
+    codes = [login_from(b, "198.51.100.7", email, "typo-password").status_code for _ in range(5)]
+    assert codes == [200] * 5
+
+
+def test_the_delay_grows_with_the_failures(app, wallets):
+    app.config["PAGEGRID_LOGIN_ACCOUNT_IP_LIMITS"] = "2/2 seconds;4/hour"
+    email = wallets.email(wallets.user("1"))
+    b = Browser(app)
+    codes = [login_from(b, "203.0.113.9", email, "x-wrong-pw").status_code for _ in range(3)]
+    assert codes == [200, 200, 429]
+    time.sleep(2.1)
+    assert [login_from(b, "203.0.113.9", email, "x-wrong-pw").status_code for _ in range(2)] == [200, 200]
+    refused = login_from(b, "203.0.113.9", email)
+    assert refused.status_code == 429 and int(refused.headers["Retry-After"]) > 3000
+
+
+def test_one_ip_has_a_failure_budget_across_accounts(app, wallets):
+    app.config["PAGEGRID_LOGIN_IP_LIMITS"] = "6/minute"
+    victim = wallets.email(wallets.user("1"))
+    b = Browser(app)
+    for n in range(6):  # a spray: a few guesses at each of many accounts
+        assert login_from(b, "203.0.113.9", f"user{n}@example.com", "guess-password").status_code == 200
+    assert login_from(b, "203.0.113.9", victim, "guess-password").status_code == 429
+    assert login_from(Browser(app), "198.51.100.7", victim).status_code == 302
+
+
+def test_forwarded_for_counts_only_from_trusted_proxies(app, database_url, wallets):
+    email = wallets.email(wallets.user("1"))
+    # Not trusted: the header is the client's word, so the failures stay on the real peer.
+    b = Browser(app)
+    for n in range(5):
+        login_from(b, "203.0.113.9", email, "wrong-password", **{"X-Forwarded-For": f"192.0.2.{n}"})
+    assert login_from(b, "203.0.113.9", email, **{"X-Forwarded-For": "192.0.2.99"}).status_code == 429
+
+    proxied = create_app({"TESTING": True, "SQLALCHEMY_DATABASE_URI": database_url,
+                          "PAGEGRID_TRUSTED_PROXIES": "10.0.0.0/8, 127.0.0.1"})
+    behind = Browser(proxied)
+    for _ in range(5):
+        login_from(behind, "10.1.2.3", email, "wrong-password", **{"X-Forwarded-For": "192.0.2.1"})
+    assert login_from(behind, "10.1.2.3", email, **{"X-Forwarded-For": "192.0.2.1"}).status_code == 429
+    # Another customer behind the same proxy is not refused for the first one's failures.
+    ok = login_from(Browser(proxied), "10.1.2.3", email, **{"X-Forwarded-For": "6.6.6.6, 192.0.2.2"})
+    assert ok.status_code == 302
+    with proxied.app_context():
+        db.session.remove()
+        db.engine.dispose()
