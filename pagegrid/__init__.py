@@ -21,6 +21,9 @@ from pagegrid import api
 from pagegrid import cli
 from pagegrid import config
 from pagegrid import dashboard
+from pagegrid import headers
+from pagegrid import proxies
+from pagegrid import sessions
 from pagegrid import webhooks
 from pagegrid.catalog import Catalog
 from pagegrid.errors import DependencyDown
@@ -30,7 +33,6 @@ from pagegrid.extensions import limiter
 from pagegrid.extensions import login_manager
 from pagegrid.extensions import migrate
 from pagegrid.limits import RequestRate
-from pagegrid.models import User
 from pagegrid.settlement import Settlements
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -50,6 +52,8 @@ def create_app(test_config: dict | None = None) -> Flask:
     app.config.setdefault("SQLALCHEMY_ENGINE_OPTIONS",
                           config.engine_options(app.config["SQLALCHEMY_DATABASE_URI"]))
     app.json.sort_keys = False
+    app.wsgi_app = proxies.TrustedProxyFix(
+        app.wsgi_app, proxies.parse_networks(app.config["PAGEGRID_TRUSTED_PROXIES"]))
 
     db.init_app(app)
     if app.config["SQLALCHEMY_DATABASE_URI"].startswith("sqlite"):
@@ -57,6 +61,8 @@ def create_app(test_config: dict | None = None) -> Flask:
             event.listen(db.engine, "connect", _sqlite_pragmas)
     migrate.init_app(app, db, directory=str(ROOT / "migrations"), render_as_batch=True)
     login_manager.init_app(app)
+    sessions.init_app(app)
+    headers.init_app(app)
     csrf.init_app(app)
     csrf.exempt(api.bp)  # API clients authenticate with keys, not cookies
     csrf.exempt(webhooks.bp)  # Stripe signs its events instead
@@ -87,11 +93,6 @@ def _sqlite_pragmas(connection, _record) -> None:  # noqa: ANN001 - DB-API objec
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.close()
-
-
-@login_manager.user_loader
-def _load_user(user_id: str) -> User | None:
-    return db.session.get(User, int(user_id))
 
 
 def _http_error(exc: HTTPException):  # noqa: ANN202 - a Response or an HTML tuple

@@ -9,16 +9,21 @@ from flask import Flask
 from flask import current_app
 from flask.cli import with_appcontext
 from flask_migrate import upgrade
+from sqlalchemy import Text
 from sqlalchemy import select
+from sqlalchemy import type_coerce
 from werkzeug.security import generate_password_hash
 
 from pagegrid import billing
+from pagegrid import crypto
 from pagegrid import payments
 from pagegrid.catalog import seed_catalog
 from pagegrid.extensions import db
 from pagegrid.keys import create_key
 from pagegrid.keys import update_settings
 from pagegrid.models import ApiKey
+from pagegrid.models import OneTimeSecret
+from pagegrid.models import Upstream
 from pagegrid.models import User
 from pagegrid.settlement import settlements
 
@@ -185,11 +190,28 @@ def settle_pending_command() -> None:
         raise SystemExit(1)
 
 
+@click.command("rotate-encryption-key")
+@with_appcontext
+def rotate_encryption_key_command() -> None:
+    """Re-encrypt every stored secret under the first key of PAGEGRID_ENCRYPTION_KEY."""
+    count = 0
+    for table in (Upstream.__table__, OneTimeSecret.__table__):
+        column = table.c.api_key if table is Upstream.__table__ else table.c.value
+        raw = table.select().with_only_columns(table.c.id, type_coerce(column, Text))
+        for row_id, token in db.session.execute(raw).all():
+            db.session.execute(table.update().where(table.c.id == row_id)
+                               .values({column.name: type_coerce(crypto.reencrypt(token), Text)}))
+            count += 1
+    db.session.commit()
+    click.echo(f"{count} secrets re-encrypted under the first key; older keys can now be removed")
+
+
 def register(app: Flask) -> None:
     """Add the commands to ``app.cli``."""
     for command in (init_db_command, create_user_command, ensure_admin_command, credit_command,
                     create_key_command, list_keys_command, set_key_limits_command, balance_command,
-                    release_holds_command, settle_pending_command):
+                    release_holds_command, settle_pending_command,
+                    rotate_encryption_key_command):
         app.cli.add_command(command)
     app.cli.add_command(checkout_command)
 

@@ -6,6 +6,7 @@ Every setting carries the ``PAGEGRID_`` prefix so that an operator whose own she
 
 from __future__ import annotations
 
+import base64
 import os
 import secrets
 from pathlib import Path
@@ -29,6 +30,22 @@ def _secret_key(instance_path: Path) -> str:
     return key
 
 
+def _encryption_key(instance_path: Path) -> str:
+    """Return PAGEGRID_ENCRYPTION_KEY, or a Fernet key generated once and kept in ``instance/``."""
+    configured = os.environ.get("PAGEGRID_ENCRYPTION_KEY")
+    if configured:
+        return configured
+    path = instance_path / "encryption_key"
+    if path.exists():
+        return path.read_text().strip()
+    # Fernet's format: 32 random bytes, url-safe base64 (cryptography stays out of config).
+    key = base64.urlsafe_b64encode(secrets.token_bytes(32)).decode()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.touch(mode=0o600)
+    path.write_text(key)
+    return key
+
+
 def from_environ(instance_path: Path) -> dict:
     """Build the Flask config mapping from ``PAGEGRID_*`` environment variables."""
     env = os.environ.get
@@ -37,6 +54,7 @@ def from_environ(instance_path: Path) -> dict:
     )
     return {
         "SECRET_KEY": _secret_key(instance_path),
+        "PAGEGRID_ENCRYPTION_KEY": _encryption_key(instance_path),
         "SQLALCHEMY_DATABASE_URI": database_url,
         "PAGEGRID_REDIS_URL": env("PAGEGRID_REDIS_URL") or None,
         # Flask-Limiter: the RPM windows live in Redis when it is configured.
@@ -62,7 +80,12 @@ def from_environ(instance_path: Path) -> dict:
         "REMEMBER_COOKIE_HTTPONLY": True,
         "REMEMBER_COOKIE_SAMESITE": "Lax",
         "REMEMBER_COOKIE_SECURE": (env("PAGEGRID_PUBLIC_URL") or "").startswith("https://"),
-        "PERMANENT_SESSION_LIFETIME": 12 * 3600,
+        "PERMANENT_SESSION_LIFETIME": 12 * 3600,  # absolute: log in again after 12 h
+        "PAGEGRID_TRUSTED_PROXIES": env("PAGEGRID_TRUSTED_PROXIES") or "",
+        # Failed-login tiers (limits' notation), per (account, IP) and per IP; see throttle.py.
+        "PAGEGRID_LOGIN_ACCOUNT_IP_LIMITS": "5/minute;10/15 minutes;20/hour;50/day",
+        "PAGEGRID_LOGIN_IP_LIMITS": "30/minute;100/hour;300/day",
+        "PAGEGRID_SESSION_IDLE_MINUTES": int(env("PAGEGRID_SESSION_IDLE_MINUTES") or 30),
         "WTF_CSRF_TIME_LIMIT": None,  # tokens live as long as the session
         "MAX_CONTENT_LENGTH": int(env("PAGEGRID_MAX_BODY_BYTES") or 32 * 1024 * 1024),
         "PAGEGRID_UPSTREAM_CONNECT_TIMEOUT": float(env("PAGEGRID_UPSTREAM_CONNECT_TIMEOUT") or 10),

@@ -21,6 +21,7 @@ from sqlalchemy.orm import Mapped
 from sqlalchemy.orm import mapped_column
 
 from pagegrid import clock
+from pagegrid.crypto import EncryptedText
 from pagegrid.extensions import db
 
 # SQLite only auto-increments an INTEGER PRIMARY KEY, PostgreSQL wants BIGINT for a ledger.
@@ -53,10 +54,16 @@ class User(UserMixin, db.Model):
     # Whether the customer may raise or remove daily/monthly limits on their keys.
     may_lift_quotas: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    # Part of every session's id; bumping it ends all of the user's sessions (sessions.py).
+    session_epoch: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
     @property
     def is_active(self) -> bool:  # Flask-Login: disabled users cannot log in
         return self.active
+
+    def get_id(self) -> str:
+        """Flask-Login's session token: the id and the current session epoch."""
+        return f"{self.id}:{self.session_epoch}"
 
 
 class ApiKey(db.Model):
@@ -127,7 +134,7 @@ class Upstream(db.Model):
     provider: Mapped[str] = mapped_column(String(20), index=True)
     name: Mapped[str] = mapped_column(String(100))
     base_url: Mapped[str] = mapped_column(String(255))
-    api_key: Mapped[str] = mapped_column(Text)
+    api_key: Mapped[str] = mapped_column(EncryptedText)  # Fernet-encrypted at rest (crypto.py)
     enabled: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
@@ -245,3 +252,19 @@ class StripeTopUp(db.Model):
 
     __table_args__ = (CheckConstraint("amount_nanos > 0", name="amount_positive"),
                       CheckConstraint("refunded_nanos >= 0", name="refunded_not_negative"))
+
+
+class OneTimeSecret(db.Model):
+    """A new API key's secret between the POST that made it and the one page that shows it.
+
+    Kept here (encrypted) rather than in the signed session cookie, which any holder can read;
+    the session holds only the random ``id``. Claiming deletes the row, so it is shown once.
+    """
+
+    __tablename__ = "one_time_secrets"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    value: Mapped[str] = mapped_column(EncryptedText)
+    label: Mapped[str] = mapped_column(String(20), default="")
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

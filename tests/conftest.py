@@ -31,6 +31,7 @@ from pagegrid.models import CatalogModel
 from pagegrid.models import Hold
 from pagegrid.models import KeyUsage
 from pagegrid.models import LedgerEntry
+from pagegrid.models import OneTimeSecret
 from pagegrid.models import StripeTopUp
 from pagegrid.models import TopUpCode
 from pagegrid.models import Upstream
@@ -111,8 +112,8 @@ def app(database_url: str, fake_upstream: FakeUpstream, tmp_path: Path):
     })
     app.test_client_class = ReadingClient
     with app.app_context():
-        for table in (LedgerEntry, Hold, KeyUsage, TopUpCode, StripeTopUp, ApiKey, User, Upstream,
-                      CatalogModel):
+        for table in (OneTimeSecret, LedgerEntry, Hold, KeyUsage, TopUpCode, StripeTopUp, ApiKey, User,
+                      Upstream, CatalogModel):
             db.session.execute(delete(table))
         db.session.commit()
         seed_catalog()

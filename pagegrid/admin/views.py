@@ -25,6 +25,7 @@ from wtforms.validators import DataRequired
 
 from pagegrid import billing
 from pagegrid import ledger
+from pagegrid import sessions
 from pagegrid.admin import bp
 from pagegrid.admin.forms import PROVIDERS
 from pagegrid.admin.forms import CeilingsForm
@@ -136,6 +137,8 @@ def user_active(user_id: int, action: str) -> Response:
         flash("You cannot disable your own account.", "error")
     else:
         user.active = action == "enable"
+        if not user.active:
+            sessions.end_all(user)  # a disabled account is logged out everywhere at once
         db.session.commit()
         flash(f"{user.email} is {'enabled' if user.active else 'disabled'}.", "success")
     return redirect(url_for("admin.user_detail", user_id=user.id))
@@ -150,8 +153,11 @@ def user_password(user_id: int) -> str | Response:
         _form_failed()
         return _render_user(user, password_form=form)
     user.password_hash = generate_password_hash(form.new.data)
+    sessions.end_all(user)  # whoever had the old password is logged out
     db.session.commit()
-    flash(f"The password of {user.email} was changed.", "success")
+    if user.id == current_user.id:
+        sessions.start(user)
+    flash(f"The password of {user.email} was changed; its sessions are logged out.", "success")
     return redirect(url_for("admin.user_detail", user_id=user.id))
 
 

@@ -8,12 +8,12 @@ from flask import flash
 from flask import redirect
 from flask import render_template
 from flask import request
-from flask import session
 from flask import url_for
 from flask_login import current_user
 from flask_login import login_required
 from sqlalchemy import select
 
+from pagegrid import onetime
 from pagegrid.catalog import catalog
 from pagegrid.dashboard import bp
 from pagegrid.dashboard.forms import KeyLimitsForm
@@ -49,9 +49,9 @@ def _base_url() -> str:
 def keys():  # noqa: ANN201 - a page
     """The key list and the form for a new key.
 
-    A new secret goes through the session to the page the POST redirects to, and is removed
-    from it there: it is shown once, and reloading the page neither shows it again nor
-    creates another key.
+    A new secret waits server-side (``onetime``) for the page the POST redirects to, and is
+    deleted there: it is shown once, and reloading the page neither shows it again nor
+    creates another key. It never enters the cookie, a URL or a log.
     """
     form = _with_model_choices(NewKeyForm())
     if form.validate_on_submit() and _within_ceilings(form, None):
@@ -60,13 +60,14 @@ def keys():  # noqa: ANN201 - a page
                                monthly_token_limit=form.monthly_token_limit.data or 0,
                                allowed_models=list(form.allowed_models.data or []),
                                concurrency=form.concurrency.data)
-        session["new_secret"] = (secret, False)
+        onetime.stash(current_user.id, secret, "created")
         return redirect(url_for("dashboard.keys"))
     if request.method == "POST":
         flash("The key was not created: check the fields below.", "error")
-    secret, rotated = session.pop("new_secret", (None, False))
+    secret, label = onetime.claim(current_user.id)
     return render_template("dashboard/keys.html", form=form, page=_key_page(), secret=secret,
-                           rotated=rotated, base_url=_base_url(), ceilings=ceiling_note(current_user))
+                           rotated=label == "rotated", base_url=_base_url(),
+                           ceilings=ceiling_note(current_user))
 
 
 def ceiling_note(user: User) -> str:
@@ -123,7 +124,7 @@ def key_rotate(key_id: int):  # noqa: ANN201
     key = _own_key(key_id)
     if key.revoked_at is not None:
         abort(404)
-    session["new_secret"] = (rotate_key(key), True)
+    onetime.stash(current_user.id, rotate_key(key), "rotated")
     return redirect(url_for("dashboard.keys"))
 
 

@@ -1,0 +1,54 @@
+"""Login throttling that cannot be aimed at someone else.
+
+Only failures count. Each (account, client IP) pair gets a few free tries, then tiers of growing
+windows (5 a minute, 10 in 15 minutes, 20 an hour, 50 a day): the delay grows with the failures,
+and it holds only that IP, so the account's owner logging in from elsewhere is never refused.
+Each IP also has a failure budget across all accounts (a spray from one address). A success
+clears its pair. The counters live in Flask-Limiter's storage: memory, or Redis for every worker.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+
+from flask import current_app
+from limits import RateLimitItem
+from limits import parse_many
+
+from pagegrid.extensions import limiter
+
+
+def _tiers(name: str) -> list[RateLimitItem]:
+    return parse_many(current_app.config[name])
+
+
+def _keys(email: str, ip: str) -> list[tuple[str, list[RateLimitItem]]]:
+    pair = f"login-pair:{email.strip().lower()}:{ip}"
+    return [(pair, _tiers("PAGEGRID_LOGIN_ACCOUNT_IP_LIMITS")),
+            (f"login-ip:{ip}", _tiers("PAGEGRID_LOGIN_IP_LIMITS"))]
+
+
+def retry_after(email: str, ip: str) -> int:
+    """Seconds until this IP may try this account again; 0 when it may now."""
+    wait = 0.0
+    for key, tiers in _keys(email, ip):
+        for item in tiers:
+            if not limiter.limiter.test(item, key):
+                reset = limiter.limiter.get_window_stats(item, key).reset_time
+                wait = max(wait, reset - time.time(), 1)
+    return math.ceil(wait)
+
+
+def failed(email: str, ip: str) -> None:
+    """Count a wrong password (or unknown email) from ``ip``."""
+    for key, tiers in _keys(email, ip):
+        for item in tiers:
+            limiter.limiter.hit(item, key)
+
+
+def succeeded(email: str, ip: str) -> None:
+    """Forget this pair's failures (the IP's budget keeps them)."""
+    key, tiers = _keys(email, ip)[0]
+    for item in tiers:
+        limiter.limiter.clear(item, key)
