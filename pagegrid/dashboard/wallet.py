@@ -18,6 +18,7 @@ from flask_login import login_required
 
 from pagegrid import billing
 from pagegrid import ledger
+from pagegrid import spreadsheet
 from pagegrid.dashboard import bp
 from pagegrid.dashboard.forms import LedgerFilterForm
 from pagegrid.dashboard.forms import RedeemForm
@@ -80,7 +81,7 @@ def wallet_export() -> Response:
         writer = csv.writer(buffer)
         writer.writerow(ledger.CSV_COLUMNS)
         for row in ledger.export_rows(user_id, filters):
-            writer.writerow(row)
+            writer.writerow(spreadsheet.safe_row(row))
             if buffer.tell() > 65536:
                 yield buffer.getvalue()
                 buffer.seek(0)
