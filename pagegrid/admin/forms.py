@@ -23,11 +23,11 @@ from wtforms.validators import NumberRange
 from wtforms.validators import Optional
 from wtforms.validators import ValidationError
 
+from pagegrid import passwords
 from pagegrid.billing import price_per_mtok_to_nanos
 from pagegrid.billing import usd_to_nanos
 from pagegrid.models import utcnow
 
-PASSWORD_LENGTH = Length(min=10, max=200, message="A password has at least 10 and at most 200 characters.")
 EMAIL = re.compile(r"[^@\s]+@[^@\s]+")
 MODEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:/@-]*")
 # SelectChoice, not tuples: WTForms 3.3 deprecates tuple choices.
@@ -85,16 +85,30 @@ class NewUserForm(FlaskForm):
     """A new account."""
 
     email = EmailField("Email", validators=[DataRequired(), Length(max=255), email_address])
-    password = PasswordField("Initial password", validators=[DataRequired(), PASSWORD_LENGTH])
+    password = PasswordField("Initial password", validators=[DataRequired()])
     admin = BooleanField("Administrator (can open this console)")
+
+    def validate_password(self, field: Field) -> None:
+        """Long, not the email, not easy to guess (passwords.py)."""
+        for problem in passwords.problems(field.data or "", self.email.data or ""):
+            raise ValidationError(problem)
 
 
 class ResetPasswordForm(FlaskForm):
     """An admin sets a user's new password."""
 
-    new = PasswordField("New password", validators=[DataRequired(), PASSWORD_LENGTH])
+    new = PasswordField("New password", validators=[DataRequired()])
     confirm = PasswordField("Repeat it",
                             validators=[DataRequired(), EqualTo("new", message="The passwords differ.")])
+
+    def __init__(self, *args, email: str = "", **kwargs) -> None:  # noqa: ANN002,ANN003
+        super().__init__(*args, **kwargs)
+        self.email = email
+
+    def validate_new(self, field: Field) -> None:
+        """Long, not the user's email, not easy to guess (passwords.py)."""
+        for problem in passwords.problems(field.data or "", self.email):
+            raise ValidationError(problem)
 
 
 class CeilingsForm(FlaskForm):

@@ -148,7 +148,7 @@ def user_active(user_id: int, action: str) -> Response:
 def user_password(user_id: int) -> str | Response:
     """Set a new password for the account."""
     user = _user_or_404(user_id)
-    form = ResetPasswordForm()
+    form = ResetPasswordForm(email=user.email)
     if not form.validate_on_submit():
         _form_failed()
         return _render_user(user, password_form=form)
@@ -334,7 +334,7 @@ def upstream_new() -> str | Response:
     if form.validate_on_submit(extra_validators={"api_key": [DataRequired("Enter the account's API key.")]}):
         db.session.add(Upstream(provider=form.provider.data, name=form.name.data.strip(),
                                 base_url=form.base_url.data.strip().rstrip("/"),
-                                api_key=form.api_key.data.strip(), enabled=form.enabled.data))
+                                api_key=(form.api_key.data or "").strip(), enabled=form.enabled.data))
         db.session.commit()
         _routes_changed()
         flash(f"Upstream account {form.name.data.strip()} added.", "success")
@@ -356,8 +356,9 @@ def upstream_edit(upstream_id: int) -> str | Response:
         upstream.name = form.name.data.strip()
         upstream.base_url = form.base_url.data.strip().rstrip("/")
         upstream.enabled = form.enabled.data
-        if form.api_key.data.strip():
-            upstream.api_key = form.api_key.data.strip()
+        new_key = (form.api_key.data or "").strip()  # a form without the field keeps the key too
+        if new_key:
+            upstream.api_key = new_key
         db.session.commit()
         _routes_changed()
         flash(f"Upstream account {upstream.name} saved.", "success")

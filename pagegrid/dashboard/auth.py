@@ -95,7 +95,7 @@ def logout():  # noqa: ANN201
 @login_required
 def password():  # noqa: ANN201
     """Change one's own password."""
-    form = PasswordForm()
+    form = PasswordForm(email=current_user.email)
     if form.validate_on_submit():
         if not check_password_hash(current_user.password_hash, form.current.data):
             flash("The current password is wrong.", "error")

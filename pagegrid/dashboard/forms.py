@@ -5,6 +5,7 @@ from __future__ import annotations
 from flask_wtf import FlaskForm
 from wtforms import DateField
 from wtforms import EmailField
+from wtforms import Field
 from wtforms import IntegerField
 from wtforms import PasswordField
 from wtforms import SelectField
@@ -15,6 +16,9 @@ from wtforms.validators import EqualTo
 from wtforms.validators import Length
 from wtforms.validators import NumberRange
 from wtforms.validators import Optional
+from wtforms.validators import ValidationError
+
+from pagegrid import passwords
 
 
 class LoginForm(FlaskForm):
@@ -28,9 +32,18 @@ class PasswordForm(FlaskForm):
     """Change one's own password."""
 
     current = PasswordField("Current password", validators=[DataRequired()])
-    new = PasswordField("New password", validators=[DataRequired(), Length(min=10, max=200)])
+    new = PasswordField("New password", validators=[DataRequired()])
     confirm = PasswordField("Repeat the new password",
                             validators=[DataRequired(), EqualTo("new", message="The passwords differ.")])
+
+    def __init__(self, *args, email: str = "", **kwargs) -> None:  # noqa: ANN002,ANN003
+        super().__init__(*args, **kwargs)
+        self.email = email
+
+    def validate_new(self, field: Field) -> None:
+        """Long, not the email, not easy to guess (passwords.py)."""
+        for problem in passwords.problems(field.data or "", self.email):
+            raise ValidationError(problem)
 
 
 class KeyLimitsForm(FlaskForm):

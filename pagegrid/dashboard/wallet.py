@@ -19,6 +19,7 @@ from flask_login import login_required
 from pagegrid import billing
 from pagegrid import ledger
 from pagegrid import payments
+from pagegrid import spreadsheet
 from pagegrid.dashboard import bp
 from pagegrid.dashboard.forms import CheckoutForm
 from pagegrid.dashboard.forms import LedgerFilterForm
@@ -112,7 +113,7 @@ def wallet_export() -> Response:
         writer = csv.writer(buffer)
         writer.writerow(ledger.CSV_COLUMNS)
         for row in ledger.export_rows(user_id, filters):
-            writer.writerow(row)
+            writer.writerow(spreadsheet.safe_row(row))
             if buffer.tell() > 65536:
                 yield buffer.getvalue()
                 buffer.seek(0)
