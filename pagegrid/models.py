@@ -137,6 +137,36 @@ class Upstream(db.Model):
     api_key: Mapped[str] = mapped_column(EncryptedText)  # Fernet-encrypted at rest (crypto.py)
     enabled: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    # Routing (pool.py): higher priority first, then by weight among the healthy accounts.
+    priority: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    weight: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
+    # Catalog model ids this account serves; empty: every model of its provider.
+    models: Mapped[list] = mapped_column(JSON, default=list)
+    # Requests in flight on this account at once (None: no cap).
+    max_concurrency: Mapped[int | None] = mapped_column(Integer)
+    # Why and when it stopped being used (credentials rejected, or the operator).
+    disabled_reason: Mapped[str | None] = mapped_column(Text)
+    disabled_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    __table_args__ = (Index("uq_upstreams_name", "name", unique=True),)
+
+
+class UpstreamStatus(db.Model):
+    """An account's live health, shared by every worker when Redis is not configured.
+
+    ``cooling`` until ``until`` after a 429, 5xx, 529 or timeout (``strikes`` counts repeats,
+    which lengthen the cooldown); ``disabled`` for the implicit environment account, whose
+    disablement has no row of its own in ``upstreams``.
+    """
+
+    __tablename__ = "upstream_status"
+
+    name: Mapped[str] = mapped_column(String(100), primary_key=True)
+    state: Mapped[str] = mapped_column(String(16))
+    until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    reason: Mapped[str] = mapped_column(Text, default="")
+    since: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    strikes: Mapped[int] = mapped_column(Integer, default=0)
 
 
 class Hold(db.Model):
@@ -188,6 +218,9 @@ class LedgerEntry(db.Model):
     detail: Mapped[dict | None] = mapped_column(JSON)
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    # The upstream account that served a charge, and how many accounts were tried for it.
+    upstream: Mapped[str | None] = mapped_column(String(100))
+    attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
     __table_args__ = (Index("ix_ledger_user_created", "user_id", "created_at"),)
 

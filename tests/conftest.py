@@ -35,6 +35,7 @@ from pagegrid.models import OneTimeSecret
 from pagegrid.models import StripeTopUp
 from pagegrid.models import TopUpCode
 from pagegrid.models import Upstream
+from pagegrid.models import UpstreamStatus
 from pagegrid.models import User
 from pagegrid.settlement import settlements
 from tests.fake_upstream import FakeUpstream
@@ -113,7 +114,7 @@ def app(database_url: str, fake_upstream: FakeUpstream, tmp_path: Path):
     app.test_client_class = ReadingClient
     with app.app_context():
         for table in (OneTimeSecret, LedgerEntry, Hold, KeyUsage, TopUpCode, StripeTopUp, ApiKey, User,
-                      Upstream, CatalogModel):
+                      Upstream, UpstreamStatus, CatalogModel):
             db.session.execute(delete(table))
         db.session.commit()
         seed_catalog()
