@@ -5,13 +5,13 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-import limits.errors
 import redis.exceptions
 import sqlalchemy.exc
 from flask import Blueprint
 from flask import Flask
 from flask import render_template
 from flask import request
+from limits.errors import StorageError
 from sqlalchemy import event
 from werkzeug.exceptions import HTTPException
 from werkzeug.exceptions import ServiceUnavailable
@@ -33,6 +33,7 @@ from pagegrid.extensions import limiter
 from pagegrid.extensions import login_manager
 from pagegrid.extensions import migrate
 from pagegrid.limits import RequestRate
+from pagegrid.pool import Pool
 from pagegrid.settlement import Settlements
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -67,7 +68,7 @@ def create_app(test_config: dict | None = None) -> Flask:
     csrf.exempt(api.bp)  # API clients authenticate with keys, not cookies
     csrf.exempt(webhooks.bp)  # Stripe signs its events instead
     app.extensions["pagegrid.catalog"] = Catalog()
-    app.extensions["pagegrid.routes"] = {}
+    app.extensions["pagegrid.pool"] = Pool(app)
     app.extensions["pagegrid.settlements"] = Settlements(app)
     app.extensions["pagegrid.rate"] = RequestRate()
 
@@ -124,6 +125,6 @@ def dependency_down(exc: Exception) -> DependencyDown | None:
             isinstance(exc, sqlalchemy.exc.DBAPIError) and exc.connection_invalidated):
         return DependencyDown("database")
     if isinstance(exc, (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError,
-                        limits.errors.StorageError)):
+                        StorageError)):
         return DependencyDown("rate limit store (Redis)")
     return None

@@ -207,6 +207,8 @@ class Charge:
     started_at: datetime
     hold_nanos: int = 0
     tool_prices: dict[str, int] = field(default_factory=dict)  # nano-USD per server tool use
+    upstream: str | None = None  # the account that served it
+    attempts: int = 0  # accounts tried (1 unless an earlier one failed before the first byte)
 
     def tool_detail(self) -> dict[str, dict[str, int]]:
         """Each server tool used: its uses and their fees."""
@@ -248,7 +250,8 @@ def settle(charge: Charge) -> int | None:
         "cache_read_input_tokens": usage.cache_read_input_tokens,
         "amount_nanos": -cost, "status": charge.status, "started_at": charge.started_at,
         "created_at": now, "hold_nanos": charge.hold_nanos, "over_hold": over_hold,
-        "detail": {"server_tools": tools} if tools else None})
+        "detail": {"server_tools": tools} if tools else None, "upstream": charge.upstream,
+        "attempts": charge.attempts})
     try:
         db.session.commit()
     except IntegrityError:  # settled by another process at the same moment
@@ -258,8 +261,9 @@ def settle(charge: Charge) -> int | None:
         OVER_HOLD.append(charge.request_id)
         log.error("charge above its hold: %s cost_nanos=%s hold_nanos=%s model=%s",
                   charge.request_id, cost, charge.hold_nanos, charge.model)
-    log.info("settled %s user=%s key=%s model=%s status=%s cost_nanos=%s", charge.request_id,
-             charge.user_id, charge.api_key_id, charge.model, charge.status, cost)
+    log.info("settled %s user=%s key=%s model=%s upstream=%s attempts=%s status=%s cost_nanos=%s",
+             charge.request_id, charge.user_id, charge.api_key_id, charge.model, charge.upstream,
+             charge.attempts, charge.status, cost)
     return cost
 
 

@@ -14,6 +14,7 @@ from sqlalchemy import select
 from sqlalchemy import type_coerce
 from werkzeug.security import generate_password_hash
 
+from pagegrid import accounts
 from pagegrid import billing
 from pagegrid import crypto
 from pagegrid import passwords
@@ -225,12 +226,67 @@ def rotate_encryption_key_command() -> None:
     click.echo(f"{count} secrets re-encrypted under the first key; older keys can now be removed")
 
 
+@click.command("add-upstream")
+@with_appcontext
+@click.argument("provider", type=click.Choice(["anthropic", "openai"]))
+@click.argument("base_url")
+@click.option("--key", "api_key", required=True, help="The account's provider API key.")
+@click.option("--name", default=None, help="A unique name (default: PROVIDER-N).")
+@click.option("--priority", type=int, default=0, show_default=True, help="Higher is tried first.")
+@click.option("--weight", type=click.IntRange(min=0), default=1, show_default=True,
+              help="Share of traffic among accounts of the same priority.")
+@click.option("--models", default="", help="Comma-separated catalog model ids (empty = all).")
+@click.option("--max-concurrency", type=click.IntRange(min=1), default=None,
+              help="Requests in flight on this account at once (default: no cap).")
+def add_upstream_command(provider: str, base_url: str, api_key: str, name: str | None, priority: int,
+                         weight: int, models: str, max_concurrency: int | None) -> None:
+    """Add an upstream provider account to the pool."""
+    try:
+        row = accounts.add(provider, base_url, api_key, name=name, priority=priority, weight=weight,
+                           models=accounts.parse_models(models), max_concurrency=max_concurrency)
+    except accounts.AccountError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"added {row.name} ({provider}, priority {priority}, weight {weight})")
+
+
+@click.command("list-upstreams")
+@with_appcontext
+def list_upstreams_command() -> None:
+    """One line per account: name, provider, priority, weight, status (and why)."""
+    for view in accounts.listing():
+        models = ",".join(view.models) or "all models"
+        cap = f"max_concurrency={view.max_concurrency}\t" if view.max_concurrency else ""
+        click.echo(f"{view.name}\t{view.provider}\tpriority={view.priority}\tweight={view.weight}\t"
+                   f"{cap}{models}\t{view.status}")
+
+
+@click.command("set-upstream")
+@with_appcontext
+@click.argument("name")
+@click.option("--enable/--disable", "enabled", default=None, help="Use the account, or stop using it.")
+@click.option("--priority", type=int, default=None)
+@click.option("--weight", type=click.IntRange(min=0), default=None)
+def set_upstream_command(name: str, enabled: bool | None, priority: int | None,
+                         weight: int | None) -> None:
+    """Enable or disable an account (enabling clears a disablement's reason) or re-weigh it."""
+    try:
+        if priority is not None or weight is not None:
+            accounts.set_routing(name, priority=priority, weight=weight)
+        if enabled is not None:
+            accounts.set_enabled(name, enabled)
+    except accounts.AccountError as exc:
+        raise click.ClickException(str(exc)) from None
+    view = next(v for v in accounts.listing() if v.name == name)
+    click.echo(f"{view.name}\tpriority={view.priority}\tweight={view.weight}\t{view.status}")
+
+
 def register(app: Flask) -> None:
     """Add the commands to ``app.cli``."""
     for command in (init_db_command, create_user_command, ensure_admin_command, credit_command,
                     create_key_command, list_keys_command, set_key_limits_command, balance_command,
                     release_holds_command, settle_pending_command,
-                    rotate_encryption_key_command, reset_password_command):
+                    rotate_encryption_key_command, reset_password_command, add_upstream_command,
+                    list_upstreams_command, set_upstream_command):
         app.cli.add_command(command)
     app.cli.add_command(checkout_command)
 

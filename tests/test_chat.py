@@ -9,6 +9,7 @@ from pathlib import Path
 import openai
 import pytest
 
+from pagegrid.pool import pool
 from tests.conftest import OPENAI_UPSTREAM_KEY
 from tests.fake_upstream import chat_chunks
 from tests.fake_upstream import chat_completion
@@ -204,7 +205,7 @@ def test_openclaw_capture_replays(client, funded, wallets, fake_upstream, model)
 
 def test_demo_serves_gpt_models_too(app, openai_sdk, funded, wallets, fake_upstream):
     app.config["PAGEGRID_OPENAI_KEY"] = None
-    app.extensions["pagegrid.routes"].clear()
+    pool(app).forget()
     user_id, key = funded
     completion = openai_sdk(key).chat.completions.create(
         model="gpt-5.5", messages=[{"role": "user", "content": "hello demo"}])

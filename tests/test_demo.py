@@ -5,15 +5,16 @@ from __future__ import annotations
 import pytest
 
 from pagegrid import create_app
-from pagegrid.api.relay import upstream_target
 from pagegrid.extensions import db
+from pagegrid.pool import pool
+from pagegrid.pool import upstream_label
 
 
 @pytest.fixture
 def demo_app(app):
     """The test app with no Anthropic key configured."""
     app.config["PAGEGRID_ANTHROPIC_KEY"] = None
-    app.extensions["pagegrid.routes"].clear()
+    pool(app).forget()
     return app
 
 
@@ -71,7 +72,8 @@ def test_demo_stops_at_max_tokens(demo_app, sdk, funded):
 def test_configured_key_turns_the_demo_off(database_url):
     app = create_app({"SQLALCHEMY_DATABASE_URI": database_url, "PAGEGRID_ANTHROPIC_KEY": "sk-real"})
     with app.app_context():
-        assert upstream_target("anthropic").provider == "anthropic"
-        assert upstream_target("anthropic").api_key == "sk-real"
+        (account,), _ = pool(app).plan("anthropic", ["claude-opus-4-8"], None)
+        assert (account.provider, account.api_key) == ("anthropic", "sk-real")
+        assert upstream_label("anthropic") == "anthropic"
         db.session.remove()
         db.engine.dispose()

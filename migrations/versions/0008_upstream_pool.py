@@ -21,7 +21,7 @@ def upgrade():
     conn = op.get_bind()
     seen = set()
     for row_id, name in conn.execute(sa.text('SELECT id, name FROM upstreams ORDER BY id')).all():
-        if name in seen or name == 'environment' or not name:
+        if name in seen or name.startswith('env-') or not name:
             conn.execute(sa.text('UPDATE upstreams SET name = :name WHERE id = :id'),
                          {'name': f'{name or "account"}-{row_id}', 'id': row_id})
         seen.add(name)

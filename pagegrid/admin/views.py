@@ -48,6 +48,7 @@ from pagegrid.models import TopUpCode
 from pagegrid.models import Upstream
 from pagegrid.models import User
 from pagegrid.models import utcnow
+from pagegrid.pool import pool
 
 PER_PAGE = 50
 PRICE_FIELDS = ("input", "output", "cache_write", "cache_write_1h", "cache_read")
@@ -310,7 +311,7 @@ def model_edit(model_id: str) -> str | Response:
 
 def _routes_changed() -> None:
     # The relay caches routes per process; drop them so the next request reads the table.
-    current_app.extensions["pagegrid.routes"].clear()
+    pool(current_app).forget()
 
 
 def _upstream_or_404(upstream_id: int) -> Upstream:

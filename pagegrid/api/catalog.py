@@ -7,7 +7,6 @@ from flask import jsonify
 from flask import request
 
 from pagegrid.api import bp
-from pagegrid.api.relay import upstream_target
 from pagegrid.billing import nanos_to_price_per_mtok
 from pagegrid.catalog import TOOL_FEES
 from pagegrid.catalog import ModelEntry
@@ -16,6 +15,7 @@ from pagegrid.errors import ModelNotFound
 from pagegrid.keys import KeyContext
 from pagegrid.keys import authenticate
 from pagegrid.keys import key_from_headers
+from pagegrid.pool import upstream_label
 
 
 def _price(nanos: int) -> float:
@@ -74,7 +74,7 @@ def _optional_key() -> KeyContext | None:
 
 
 def _upstream_label(model: ModelEntry) -> str:
-    return upstream_target(model.provider).provider
+    return upstream_label(model.provider)
 
 
 @bp.get("/models")

@@ -31,8 +31,6 @@ from pagegrid.translate.usage import OpenAIChatUsageMeter
 from pagegrid.translate.usage import Usage
 from pagegrid.translate.usage import anthropic_message_usage
 from pagegrid.translate.usage import usage_from_openai_chat
-from pagegrid.upstream import speaks
-from pagegrid.upstream.base import UpstreamTarget
 
 
 def _usage_only(chunk: dict) -> bool:
@@ -62,15 +60,15 @@ def chat_completions() -> Response:
         raise InvalidRequest("stream_options: must be an object", param="stream_options")
     include_usage = bool((options or {}).get("include_usage"))
     model = relay.resolve_model(body["model"], key)
-    target = relay.upstream_target(model.provider)
-    if speaks(target) == "openai":
-        exchange = _passthrough(target, body, raw, model, stream, include_usage)
+    route = relay.route(model, key, body)
+    if route.dialect == "openai":
+        exchange = _passthrough(route, body, raw, model, stream, include_usage)
     else:
-        exchange = _through_messages(target, body, model, stream, include_usage)
+        exchange = _through_messages(route, body, model, stream, include_usage)
     return relay.run(key, model, g.request_id, len(raw), exchange)
 
 
-def _passthrough(target: UpstreamTarget, body: dict, raw: bytes, model: ModelEntry, stream: bool,
+def _passthrough(route: relay.Route, body: dict, raw: bytes, model: ModelEntry, stream: bool,
                  include_usage: bool) -> relay.Exchange:
     """A GPT model: the client's body, with the model id and (streaming) include_usage set."""
     _max_tokens(body, model)
@@ -85,13 +83,13 @@ def _passthrough(target: UpstreamTarget, body: dict, raw: bytes, model: ModelEnt
         upstream["max_completion_tokens"] = body["max_tokens"]
         same = None
     return relay.Exchange(
-        target, "/v1/chat/completions", upstream, same, stream,
+        route, "/v1/chat/completions", upstream, same, stream,
         meter=lambda: OpenAIChatUsageMeter(relay.estimated_tokens(raw)),
         plan=lambda: Passthrough(chat_error, hide=None if include_usage else _usage_only),
         convert=lambda data: (data, usage_from_openai_chat(json.loads(data).get("usage"))))
 
 
-def _through_messages(target: UpstreamTarget, body: dict, model: ModelEntry, stream: bool,
+def _through_messages(route: relay.Route, body: dict, model: ModelEntry, stream: bool,
                       include_usage: bool) -> relay.Exchange:
     """A Claude model: translate to the Messages API and back."""
     request = openai_chat_request_to_anthropic(body, upstream_model=model.upstream_id,
@@ -106,7 +104,7 @@ def _through_messages(target: UpstreamTarget, body: dict, model: ModelEntry, str
         return relay.dumps(completion), anthropic_message_usage(message)
 
     return relay.Exchange(
-        target, "/v1/messages", request, None, stream,
+        route, "/v1/messages", request, None, stream,
         meter=AnthropicUsageMeter,
         plan=lambda: Translated(AnthropicToOpenAIChatStream(model=model.id, completion_id=completion_id,
                                                             created=created, include_usage=include_usage),

@@ -28,8 +28,6 @@ from pagegrid.translate.usage import OpenAIChatUsageMeter
 from pagegrid.translate.usage import Usage
 from pagegrid.translate.usage import anthropic_message_usage
 from pagegrid.translate.usage import usage_from_openai_chat
-from pagegrid.upstream import speaks
-from pagegrid.upstream.base import UpstreamTarget
 
 
 @bp.post("/messages")
@@ -42,18 +40,18 @@ def messages() -> Response:
     relay.require(body, "messages", list)
     stream = relay.stream_flag(body)
     model = relay.resolve_model(body["model"], key)
-    target = relay.upstream_target(model.provider)
-    if speaks(target) == "anthropic":
+    route = relay.route(model, key, body)
+    if route.dialect == "anthropic":
         exchange = relay.Exchange(
-            target, "/v1/messages", *relay.passthrough(body, raw, model), stream,
+            route, "/v1/messages", *relay.passthrough(body, raw, model), stream,
             meter=AnthropicUsageMeter, plan=lambda: Passthrough(anthropic_error),
             convert=lambda data: (data, anthropic_message_usage(json.loads(data))))
     else:
-        exchange = _through_chat(target, body, raw, model, stream)
+        exchange = _through_chat(route, body, raw, model, stream)
     return relay.run(key, model, g.request_id, len(raw), exchange)
 
 
-def _through_chat(target: UpstreamTarget, body: dict, raw: bytes, model: ModelEntry,
+def _through_chat(route: relay.Route, body: dict, raw: bytes, model: ModelEntry,
                   stream: bool) -> relay.Exchange:
     """A GPT model on the Messages API: translate to Chat Completions and back."""
     chat = anthropic_request_to_openai_chat(body, upstream_model=model.upstream_id)
@@ -65,7 +63,7 @@ def _through_chat(target: UpstreamTarget, body: dict, raw: bytes, model: ModelEn
         return relay.dumps(message), usage_from_openai_chat(completion.get("usage"))
 
     return relay.Exchange(
-        target, "/v1/chat/completions", chat, None, stream,
+        route, "/v1/chat/completions", chat, None, stream,
         meter=lambda: OpenAIChatUsageMeter(relay.estimated_tokens(raw)),
         plan=lambda: Translated(OpenAIChatToAnthropicStream(model=model.id, message_id=message_id),
                                 frame_named, anthropic_error),
@@ -80,11 +78,11 @@ def count_tokens() -> Response:
     relay.require(body, "model", str)
     relay.require(body, "messages", list)
     model = relay.resolve_model(body["model"], key)
-    target = relay.upstream_target(model.provider)
-    if speaks(target) != "anthropic":
+    route = relay.route(model, key, body)
+    if route.dialect != "anthropic":
         raise InvalidRequest(f"Token counting is only available for Claude models, not {model.id}.",
                              param="model")
-    reply = relay.send(target, "/v1/messages/count_tokens", relay.upstream_body(body, raw, model))
+    reply = relay.send(route, "/v1/messages/count_tokens", relay.upstream_body(body, raw, model))
     return Response(reply.read(), mimetype="application/json")
 
 

@@ -10,12 +10,13 @@ from __future__ import annotations
 import json
 import logging
 import re
-import time
 from collections.abc import Callable
 from collections.abc import Iterator
 from dataclasses import dataclass
+from dataclasses import replace
 from datetime import datetime
 from functools import partial
+from itertools import chain
 from typing import Protocol
 
 from flask import Flask
@@ -24,11 +25,11 @@ from flask import current_app
 from flask import request
 from gevent import Timeout
 from gevent import monkey
-from sqlalchemy import select
 
 from pagegrid import billing
 from pagegrid import bounds
 from pagegrid import limits
+from pagegrid import pool
 from pagegrid.catalog import TOOL_FEES
 from pagegrid.catalog import ModelEntry
 from pagegrid.catalog import catalog
@@ -42,19 +43,17 @@ from pagegrid.errors import UpstreamTimeout
 from pagegrid.extensions import db
 from pagegrid.keys import KeyContext
 from pagegrid.keys import authenticate
-from pagegrid.models import Upstream
 from pagegrid.models import utcnow
+from pagegrid.pool import Account
 from pagegrid.settlement import settlements
 from pagegrid.sse import SSEDecoder
 from pagegrid.sse import SSEEvent
 from pagegrid.translate.usage import Usage
 from pagegrid.upstream import get_adapter
 from pagegrid.upstream.base import UpstreamReply
-from pagegrid.upstream.base import UpstreamTarget
 
 log = logging.getLogger(__name__)
 
-ROUTES_SECONDS = 2.0
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
 
@@ -70,6 +69,9 @@ class Admitted:
     hold_nanos: int
     # Server tools billed per request rather than reported (web search on Chat Completions).
     fixed_tools: dict[str, int]
+    # The upstream account that answered, and how many accounts were tried for it.
+    account: Account | None = None
+    attempts: int = 0
 
 
 def begin(scope: str = "model-calls") -> tuple[KeyContext, dict, bytes]:
@@ -163,25 +165,140 @@ def resolve_model(name: str, key: KeyContext) -> ModelEntry:
     return entry
 
 
-def upstream_target(provider: str) -> UpstreamTarget:
-    """Where ``provider`` requests go: an enabled upstream account, the env key, or the demo."""
-    cache = current_app.extensions["pagegrid.routes"]
-    cached = cache.get(provider)
-    if cached and time.monotonic() - cached[0] < ROUTES_SECONDS:
-        return cached[1]
-    row = db.session.scalars(
-        select(Upstream).where(Upstream.provider == provider, Upstream.enabled.is_(True))
-        .order_by(Upstream.id).limit(1)).first()
+@dataclass(frozen=True)
+class Route:
+    """The accounts to try for one request, in order, and the conversation it belongs to."""
+
+    accounts: tuple[Account, ...]
+    conversation: str | None
+    sticky: str | None  # the account the conversation was stuck to, if any
+
+    @property
+    def dialect(self) -> str:
+        """The dialect the accounts answer in: the demo imitates Anthropic for every model."""
+        return "openai" if self.accounts[0].provider == "openai" else "anthropic"
+
+
+class NoUpstream(UpstreamError):
+    """No account can serve the model now (all disabled, or all at their concurrency cap)."""
+
+    status = 503
+    anthropic_type = openai_type = "overloaded_error"
+
+
+def route(model: ModelEntry, key: KeyContext, body: dict) -> Route:
+    """Where the request may go (see pool.py), or 503 if no account can take it."""
+    service = pool.pool()
+    conversation = pool.conversation_id(key.key_id, body, request.headers)
+    accounts, sticky = service.plan(model.provider, (model.id, model.upstream_id, *model.aliases),
+                                    conversation)
+    if not accounts:
+        raise NoUpstream(f"No upstream account can serve {model.id} right now; retry shortly.",
+                         headers={"retry-after": "30"})
+    return Route(tuple(accounts), conversation, sticky)
+
+
+def call_upstream(route: Route, path: str, payload: bytes, stream: bool,
+                  request_id: str | None = None) -> tuple[Account, UpstreamReply, list[bytes], int]:
+    """Send to the route's accounts in turn until one answers; return it, its reply, the raw
+    chunks already read (a stream's first event) and the number of accounts tried.
+
+    A connect error, timeout, 5xx, 529, 429, 401/403 or a stream that begins with an error
+    event moves on to the next account and cools or disables this one; the client's own
+    mistakes (400, 404, 413, ...) are answered at once. ``request_id`` takes a concurrency slot
+    on capped accounts (given back by ``release``/``settle``); without it none is taken.
+    """
+    service = pool.pool()
     config = current_app.config
-    if row is not None:
-        target = UpstreamTarget(provider, row.base_url.rstrip("/"), row.api_key, row.name)
-    elif config.get(f"PAGEGRID_{provider.upper()}_KEY"):
-        target = UpstreamTarget(provider, config[f"PAGEGRID_{provider.upper()}_URL"],
-                                config[f"PAGEGRID_{provider.upper()}_KEY"], "environment")
-    else:
-        target = UpstreamTarget("demo", "", None, "demo")
-    cache[provider] = (time.monotonic(), target)
-    return target
+    last: GatewayError | None = None
+    tried = 0
+    for account in route.accounts:
+        if request_id is not None and not service.acquire(account, request_id):
+            continue  # at its concurrency cap: not an attempt
+        tried += 1
+        failure: pool.Failure | None = None
+        try:
+            reply = get_adapter(account.target, config).send(path, payload, request.headers, stream)
+            if reply.status != 200:
+                error = upstream_status_error(reply)
+                failure = pool.failure_for_status(reply.status, reply.headers)
+                if failure is None:  # the client's own mistake: no other account would differ
+                    raise error
+                raise _Retry(error)
+            head: list[bytes] = []
+            if stream:
+                head, first = first_event(reply)
+                if first is not None and _error_type(first) is not False:
+                    failure = pool.failure_for_stream_error(_error_type(first))
+                    if failure is not None:
+                        reply.close()
+                        raise _Retry(stream_start_error(first))
+        except _Retry as retry:
+            last = retry.error
+        except UpstreamError as err:  # could not connect, timed out, broke before the first event
+            last = err
+            failure = pool.Failure(err.message)
+        except BaseException:
+            if request_id is not None:
+                service.release(account, request_id)
+            raise
+        else:
+            service.succeeded(account)
+            service.remember(route.conversation, account, route.sticky)
+            return account, reply, head, tried
+        if request_id is not None:
+            service.release(account, request_id)
+        service.failed(account, failure)
+        log.warning("upstream account %s failed (attempt %d of %d): %s", account.name, tried,
+                    len(route.accounts), failure.reason)
+    if last is None:
+        raise NoUpstream("Every upstream account for this model is at its concurrency limit; "
+                         "retry shortly.", headers={"retry-after": "1"})
+    raise last
+
+
+class _Retry(Exception):
+    def __init__(self, error: GatewayError) -> None:
+        self.error = error
+
+
+def first_event(reply: UpstreamReply) -> tuple[list[bytes], dict | None]:
+    """Read a stream up to its first data event; return the raw chunks read and the event's
+    data (None if the stream ended first). The chunks are relayed again from the start."""
+    decoder = SSEDecoder()
+    head: list[bytes] = []
+    for chunk in reply.chunks():
+        head.append(chunk)
+        for event in decoder.feed(chunk):
+            data = event.json()
+            if data is not None:
+                return head, data
+    return head, None
+
+
+def _error_type(data: dict) -> str | None | bool:
+    """The error type of an error event (None if it names none); False for any other event."""
+    error = data.get("error")
+    if data.get("type") == "error" or (isinstance(error, dict) and "choices" not in data):
+        if isinstance(error, dict):
+            return error.get("type") or error.get("code")
+        return data.get("code")
+    if data.get("type") == "response.failed":
+        detail = (data.get("response") or {}).get("error") or {}
+        return detail.get("code") if isinstance(detail, dict) else None
+    return False
+
+
+def stream_start_error(data: dict) -> GatewayError:
+    """The error a client sees if every account's stream began with this error event."""
+    kind = _error_type(data) or "api_error"
+    detail = data.get("error") if isinstance(data.get("error"), dict) else {}
+    message = detail.get("message") or data.get("message") or "The upstream provider failed."
+    if kind == "overloaded_error":
+        return UpstreamOverloaded(message)
+    if kind in ("rate_limit_error", "rate_limit_exceeded"):
+        return GatewayError(message, status=429, error_type="rate_limit_error")
+    return UpstreamError(message)
 
 
 def admit(key: KeyContext, model: ModelEntry, request_id: str, bound: bounds.Bound,
@@ -209,12 +326,18 @@ def release(app: Flask, admitted: Admitted) -> None:
 
     Never raises: if the database is unreachable the hold's lease runs out and it is swept.
     """
+    _free_slot(app, admitted)
     try:
         with app.app_context():
             billing.release(admitted.request_id, admitted.user_id)
     except Exception:
         log.exception("could not release the hold of %s; it lapses with its lease", admitted.request_id)
     settlements(app).finished(admitted.request_id)
+
+
+def _free_slot(app: Flask, admitted: Admitted) -> None:
+    if admitted.account is not None:
+        pool.pool(app).release(admitted.account, admitted.request_id)
 
 
 def stream_flag(body: dict) -> bool:
@@ -241,12 +364,9 @@ def upstream_body(body: dict, raw: bytes, model: ModelEntry) -> bytes:
     return same if same is not None else dumps(body)
 
 
-def send(target: UpstreamTarget, path: str, payload: bytes) -> UpstreamReply:
-    """Call a provider without streaming, and fail with the mapped error unless it answers 200."""
-    reply = get_adapter(target, current_app.config).send(path, payload, request.headers, False)
-    if reply.status != 200:
-        raise upstream_status_error(reply)
-    return reply
+def send(route: Route, path: str, payload: bytes) -> UpstreamReply:
+    """Call the route's accounts without streaming or billing (token counting)."""
+    return call_upstream(route, path, payload, False)[1]
 
 
 def upstream_status_error(reply: UpstreamReply) -> GatewayError:
@@ -256,7 +376,6 @@ def upstream_status_error(reply: UpstreamReply) -> GatewayError:
     message = detail.get("message") if isinstance(detail, dict) else None
     kind = detail.get("type") if isinstance(detail, dict) else None
     if status in (401, 403):
-        log.error("the upstream provider refused PageGrid's credentials (HTTP %s)", status)
         return UpstreamError("The upstream provider refused the gateway's credentials. "
                              "This is not your key's fault; please tell the operator.")
     if status == 429:
@@ -279,10 +398,13 @@ def settle(app: Flask, admitted: Admitted, usage: Usage, status: str) -> None:
     for tool, uses in admitted.fixed_tools.items():
         usage.server_tools[tool] = max(usage.server_tools.get(tool, 0), uses)
     model = admitted.model
+    _free_slot(app, admitted)
+    account = admitted.account
     settlements(app).settle(billing.Charge(
         request_id=admitted.request_id, user_id=admitted.user_id, api_key_id=admitted.key_id,
         model=model.id, usage=usage, price=model.price, status=status, started_at=admitted.started_at,
-        hold_nanos=admitted.hold_nanos, tool_prices=dict(TOOL_FEES.get(model.provider, {}))))
+        hold_nanos=admitted.hold_nanos, tool_prices=dict(TOOL_FEES.get(model.provider, {})),
+        upstream=account.name if account is not None else None, attempts=admitted.attempts))
 
 
 class Meter(Protocol):
@@ -314,7 +436,7 @@ class Exchange:
     (passthrough with nothing changed), so they are forwarded untouched.
     """
 
-    target: UpstreamTarget
+    route: Route
     path: str
     body: dict
     raw: bytes | None
@@ -343,12 +465,11 @@ def run(key: KeyContext, model: ModelEntry, request_id: str, body_bytes: int,
     app = current_app._get_current_object()
     handed_off = False
     try:
-        adapter = get_adapter(exchange.target, current_app.config)
-        reply = adapter.send(exchange.path, payload, request.headers, exchange.stream)
-        if reply.status != 200:
-            raise upstream_status_error(reply)
+        account, reply, head, tried = call_upstream(exchange.route, exchange.path, payload,
+                                                    exchange.stream, request_id)
+        admitted = replace(admitted, account=account, attempts=tried)
         if exchange.stream:
-            events = relay_stream(app, admitted, reply, exchange.meter(), exchange.plan())
+            events = relay_stream(app, admitted, reply, head, exchange.meter(), exchange.plan())
             response = Response(events, mimetype="text/event-stream", headers=SSE_HEADERS)
             # A client gone before the first byte closes a generator that never started, so its
             # ``finally`` never runs: give the hold back here (a no-op once the stream settled).
@@ -374,14 +495,15 @@ def _release_unstarted(app: Flask, admitted: Admitted, reply: UpstreamReply) -> 
     release(app, admitted)
 
 
-def relay_stream(app: Flask, admitted: Admitted, reply: UpstreamReply, meter: Meter,
-                 plan: StreamPlan) -> Iterator[bytes]:
-    """Relay the provider's stream as it arrives, metering usage, and settle at the end."""
+def relay_stream(app: Flask, admitted: Admitted, reply: UpstreamReply, head: list[bytes],
+                 meter: Meter, plan: StreamPlan) -> Iterator[bytes]:
+    """Relay the provider's stream as it arrives (``head``: the chunks already read to see its
+    first event), metering usage, and settle at the end."""
     decoder = SSEDecoder()
     broken = False
     service = settlements(app)
     try:
-        for chunk in reply.chunks():
+        for chunk in chain(head, reply.chunks()):
             out = b"".join(_step(event, meter, plan) for event in decoder.feed(chunk))
             if out:
                 yield out

@@ -31,8 +31,6 @@ from pagegrid.translate.usage import OpenAIResponsesUsageMeter
 from pagegrid.translate.usage import Usage
 from pagegrid.translate.usage import anthropic_message_usage
 from pagegrid.translate.usage import openai_response_usage
-from pagegrid.upstream import speaks
-from pagegrid.upstream.base import UpstreamTarget
 
 log = logging.getLogger(__name__)
 
@@ -47,22 +45,22 @@ def responses() -> Response:
         raise InvalidRequest("input: Field required (a string or a list of items)", param="input")
     stream = relay.stream_flag(body)
     model = relay.resolve_model(body["model"], key)
-    target = relay.upstream_target(model.provider)
-    if speaks(target) == "openai":
+    route = relay.route(model, key, body)
+    if route.dialect == "openai":
         limit = body.get("max_output_tokens")
         if limit is not None and (not isinstance(limit, int) or isinstance(limit, bool) or limit < 1):
             raise InvalidRequest("max_output_tokens: must be a positive integer", param="max_output_tokens")
         exchange = relay.Exchange(
-            target, "/v1/responses", *relay.passthrough(body, raw, model), stream,
+            route, "/v1/responses", *relay.passthrough(body, raw, model), stream,
             meter=lambda: OpenAIResponsesUsageMeter(relay.estimated_tokens(raw)),
             plan=lambda: Passthrough(responses_error),
             convert=lambda data: (data, openai_response_usage(json.loads(data))))
     else:
-        exchange = _through_messages(target, body, model, stream)
+        exchange = _through_messages(route, body, model, stream)
     return relay.run(key, model, g.request_id, len(raw), exchange)
 
 
-def _through_messages(target: UpstreamTarget, body: dict, model: ModelEntry,
+def _through_messages(route: relay.Route, body: dict, model: ModelEntry,
                       stream: bool) -> relay.Exchange:
     """A Claude model: translate to the Messages API and back."""
     request_body, notes = openai_responses_request_to_anthropic(
@@ -79,7 +77,7 @@ def _through_messages(target: UpstreamTarget, body: dict, model: ModelEntry,
         return relay.dumps(response), anthropic_message_usage(message)
 
     return relay.Exchange(
-        target, "/v1/messages", request_body, None, stream,
+        route, "/v1/messages", request_body, None, stream,
         meter=AnthropicUsageMeter,
         plan=lambda: Translated(AnthropicToOpenAIResponsesStream(model=model.id, response_id=response_id,
                                                                  created_at=created_at),

@@ -12,9 +12,9 @@ from flask_login import current_user
 from flask_login import login_required
 
 from pagegrid import ledger
-from pagegrid.api.relay import upstream_target
 from pagegrid.catalog import catalog
 from pagegrid.money import format_usd
+from pagegrid.pool import upstream_label
 
 bp = Blueprint("dashboard", __name__)
 
@@ -23,7 +23,7 @@ bp = Blueprint("dashboard", __name__)
 def _layout() -> dict:
     """Values every page needs: is any provider answered by the demo upstream?"""
     providers = {m.provider for m in catalog().active()}
-    return {"demo_upstream": any(upstream_target(p).provider == "demo" for p in providers)}
+    return {"demo_upstream": any(upstream_label(p) == "demo" for p in providers)}
 
 
 @bp.route("/", methods=["GET", "HEAD"])

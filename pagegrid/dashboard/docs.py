@@ -21,12 +21,12 @@ from pagegrid import bounds
 from pagegrid import limits
 from pagegrid import payments
 from pagegrid.api.catalog import model_json
-from pagegrid.api.relay import upstream_target
 from pagegrid.catalog import ModelEntry
 from pagegrid.catalog import catalog
 from pagegrid.dashboard import bp
 from pagegrid.dashboard.forms import KeyLimitsForm
 from pagegrid.money import format_usd
+from pagegrid.pool import upstream_label
 from pagegrid.translate.usage import Usage
 
 # The left nav: (section, ((page name, title), ...)). A page exists iff it is listed here.
@@ -205,7 +205,7 @@ def _models_extra(base: str, models: list[ModelEntry]) -> dict:
     if not models:
         return {"model_json": None}
     first = models[0]
-    return {"model_json": _tight_json(model_json(first, upstream_target(first.provider).provider))}
+    return {"model_json": _tight_json(model_json(first, upstream_label(first.provider)))}
 
 
 def _wallet_extra(base: str, models: list[ModelEntry]) -> dict:

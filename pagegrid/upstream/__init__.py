@@ -18,8 +18,3 @@ def get_adapter(target: UpstreamTarget, config: dict) -> Adapter:
         raise LookupError(f"no adapter for provider {target.provider!r}")
     return adapters[target.provider](target, config["PAGEGRID_UPSTREAM_CONNECT_TIMEOUT"],
                                      config["PAGEGRID_UPSTREAM_READ_TIMEOUT"])
-
-
-def speaks(target: UpstreamTarget) -> str:
-    """The dialect the target answers in: the demo imitates Anthropic for every model."""
-    return "openai" if target.provider == "openai" else "anthropic"
