@@ -92,6 +92,8 @@ def from_environ(instance_path: Path) -> dict:
         "PAGEGRID_UPSTREAM_READ_TIMEOUT": float(env("PAGEGRID_UPSTREAM_READ_TIMEOUT") or 600),
         # Accounts tried for one request when earlier ones fail before the first byte (pool.py).
         "PAGEGRID_UPSTREAM_ATTEMPTS": int(env("PAGEGRID_UPSTREAM_ATTEMPTS") or 3),
+        # Prefix of the pool's Redis keys (account status, conversation affinity, slots).
+        "PAGEGRID_REDIS_PREFIX": env("PAGEGRID_REDIS_PREFIX") or "pagegrid:",
         "PAGEGRID_DEMO_DELAY": float(env("PAGEGRID_DEMO_DELAY") or 0.03),
         # Money under adversity (README "Money"): how far a wallet may go below zero, how long
         # a hold lives without its worker renewing it, where failed settlements wait.

@@ -29,6 +29,7 @@ import random
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from collections.abc import Iterable
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -64,7 +65,6 @@ AFFINITY_SECONDS = 3600
 AFFINITY_LOCAL_MAX = 100_000
 # A slot held longer than this (a worker died mid-request) is given back by itself.
 SLOT_SECONDS = 900
-REDIS_STATUS = "pagegrid:upstream-status"
 
 
 @dataclass(frozen=True)
@@ -160,9 +160,11 @@ class Pool:
         self._status: dict[str, Status] = {}
         self._status_read = 0.0
         self._affinity: OrderedDict[str, tuple[str, float]] = OrderedDict()
-        self._slots: dict[str, int] = {}
+        self._slots: dict[str, set[str]] = {}  # account -> request ids holding a slot
         self._lock = threading.Lock()
         self._acquire_script = self.redis.register_script(_ACQUIRE_LUA) if self.redis else None
+        self.prefix = app.config["PAGEGRID_REDIS_PREFIX"]
+        self._status_key = self.prefix + "upstream-status"
 
     # accounts ---------------------------------------------------------------------------
     def accounts(self) -> list[Account]:
@@ -197,7 +199,7 @@ class Pool:
     def _read_statuses(self) -> dict[str, Status]:
         if self.redis is not None:
             return {name.decode(): Status.from_json(value)
-                    for name, value in self.redis.hgetall(REDIS_STATUS).items()}
+                    for name, value in self.redis.hgetall(self._status_key).items()}
         with db.engine.connect() as conn:
             rows = conn.execute(select(UpstreamStatus)).all()
         return {row.name: Status(row.state, _epoch(row.until), row.reason, _epoch(row.since), row.strikes)
@@ -211,9 +213,9 @@ class Pool:
         try:
             if self.redis is not None:
                 if status is None:
-                    self.redis.hdel(REDIS_STATUS, name)
+                    self.redis.hdel(self._status_key, name)
                 else:
-                    self.redis.hset(REDIS_STATUS, name, status.to_json())
+                    self.redis.hset(self._status_key, name, status.to_json())
                 return
             with db.engine.begin() as conn:
                 conn.execute(delete(UpstreamStatus).where(UpstreamStatus.name == name))
@@ -279,13 +281,14 @@ class Pool:
 
     # routing ----------------------------------------------------------------------------
     def plan(self, provider: str, model_ids: Iterable[str],
-             conversation: str | None) -> tuple[list[Account], str | None]:
+             conversation: Callable[[], str | None]) -> tuple[list[Account], str | None, str | None]:
         """The accounts to try for one request, in order (at most PAGEGRID_UPSTREAM_ATTEMPTS),
-        and the account ``conversation`` was stuck to (None if it was not)."""
+        the request's conversation and the account it was stuck to. ``conversation`` is only
+        called when there is a choice to make (more than one healthy account)."""
         ids = set(model_ids)
         candidates = [a for a in self.accounts() if a.provider == provider and a.serves(ids)]
         if not candidates:
-            return ([] if self.has_accounts(provider) else [DEMO]), None
+            return ([] if self.has_accounts(provider) else [DEMO]), None, None
         statuses = self.statuses()
         now = clock.now().timestamp()
         healthy: list[Account] = []
@@ -297,21 +300,25 @@ class Pool:
             elif status.state == "cooling":
                 cooling.append((status.until, account))
         ordered = _weighted_order(healthy)
-        sticky = self.affinity(conversation) if conversation else None
+        conversation_id = conversation() if len(ordered) > 1 else None
+        sticky = self.affinity(conversation_id) if conversation_id else None
         if sticky is not None:
+            # Stickiness chooses within the top priority only: it never overrides the operator.
             for index, account in enumerate(ordered):
+                if account.priority < ordered[0].priority:
+                    break
                 if account.name == sticky:
                     ordered.insert(0, ordered.pop(index))
                     break
         ordered += [account for _, account in sorted(cooling, key=lambda item: item[0])]
-        return ordered[:self.attempts], sticky
+        return ordered[:self.attempts], conversation_id, sticky
 
     # stickiness -------------------------------------------------------------------------
     def affinity(self, conversation: str) -> str | None:
         """The account that last served ``conversation`` within the hour, if any."""
         try:
             if self.redis is not None:
-                value = self.redis.getex(_affinity_key(conversation), ex=AFFINITY_SECONDS)
+                value = self.redis.getex(self.prefix + "affinity:" + conversation, ex=AFFINITY_SECONDS)
                 return value.decode() if value else None
         except redis.RedisError:
             log.warning("could not read a conversation's upstream affinity", exc_info=True)
@@ -330,7 +337,7 @@ class Pool:
             if previous == account.name:
                 return  # the read already renewed it
             try:
-                self.redis.set(_affinity_key(conversation), account.name, ex=AFFINITY_SECONDS)
+                self.redis.set(self.prefix + "affinity:" + conversation, account.name, ex=AFFINITY_SECONDS)
             except redis.RedisError:
                 log.warning("could not store a conversation's upstream affinity", exc_info=True)
             return
@@ -349,14 +356,15 @@ class Pool:
         if self._acquire_script is not None:
             try:
                 now = clock.now().timestamp()
-                return bool(self._acquire_script(keys=[_slot_key(account.name)],
+                return bool(self._acquire_script(keys=[self.prefix + "upstream-slots:" + account.name],
                                                  args=[now, now + SLOT_SECONDS, cap, request_id]))
             except redis.RedisError:
                 log.warning("could not count the slots of upstream %s", account.name, exc_info=True)
         with self._lock:
-            if self._slots.get(account.name, 0) >= cap:
+            held = self._slots.setdefault(account.name, set())
+            if len(held) >= cap:
                 return False
-            self._slots[account.name] = self._slots.get(account.name, 0) + 1
+            held.add(request_id)
             return True
 
     def release(self, account: Account, request_id: str) -> None:
@@ -365,12 +373,12 @@ class Pool:
             return
         if self._acquire_script is not None:
             try:
-                self.redis.zrem(_slot_key(account.name), request_id)
+                self.redis.zrem(self.prefix + "upstream-slots:" + account.name, request_id)
                 return
             except redis.RedisError:
                 log.warning("could not free a slot of upstream %s", account.name, exc_info=True)
         with self._lock:
-            self._slots[account.name] = max(0, self._slots.get(account.name, 0) - 1)
+            self._slots.get(account.name, set()).discard(request_id)
 
 
 # Drop expired slots, then take one if fewer than the cap are held.
@@ -400,14 +408,6 @@ def _weighted_order(accounts: list[Account]) -> list[Account]:
         draw = random.random() ** (1.0 / account.weight) if account.weight > 0 else -1.0  # noqa: S311
         return account.priority, draw
     return sorted(accounts, key=key, reverse=True)
-
-
-def _affinity_key(conversation: str) -> str:
-    return f"pagegrid:affinity:{conversation}"
-
-
-def _slot_key(name: str) -> str:
-    return f"pagegrid:upstream-slots:{name}"
 
 
 def _epoch(value: datetime | None) -> float:

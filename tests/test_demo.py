@@ -72,7 +72,7 @@ def test_demo_stops_at_max_tokens(demo_app, sdk, funded):
 def test_configured_key_turns_the_demo_off(database_url):
     app = create_app({"SQLALCHEMY_DATABASE_URI": database_url, "PAGEGRID_ANTHROPIC_KEY": "sk-real"})
     with app.app_context():
-        (account,), _ = pool(app).plan("anthropic", ["claude-opus-4-8"], None)
+        (account,), _, _ = pool(app).plan("anthropic", ["claude-opus-4-8"], lambda: None)
         assert (account.provider, account.api_key) == ("anthropic", "sk-real")
         assert upstream_label("anthropic") == "anthropic"
         db.session.remove()

@@ -188,10 +188,9 @@ class NoUpstream(UpstreamError):
 
 def route(model: ModelEntry, key: KeyContext, body: dict) -> Route:
     """Where the request may go (see pool.py), or 503 if no account can take it."""
-    service = pool.pool()
-    conversation = pool.conversation_id(key.key_id, body, request.headers)
-    accounts, sticky = service.plan(model.provider, (model.id, model.upstream_id, *model.aliases),
-                                    conversation)
+    accounts, conversation, sticky = pool.pool().plan(
+        model.provider, (model.id, model.upstream_id, *model.aliases),
+        lambda: pool.conversation_id(key.key_id, body, request.headers))
     if not accounts:
         raise NoUpstream(f"No upstream account can serve {model.id} right now; retry shortly.",
                          headers={"retry-after": "30"})
