@@ -83,8 +83,8 @@ def admin_requests(app: Flask, user_id: int, upstream_id: int) -> Iterator[tuple
         "admin.upstream_new": [("GET", "/admin/upstreams/new"), ("POST", "/admin/upstreams/new")],
         "admin.upstream_edit": [("GET", f"/admin/upstreams/{upstream_id}/edit"),
                                 ("POST", f"/admin/upstreams/{upstream_id}/edit")],
-        "admin.upstream_active": [("POST", f"/admin/upstreams/{upstream_id}/enable"),
-                                  ("POST", f"/admin/upstreams/{upstream_id}/disable")],
+        "admin.upstream_active": [("POST", "/admin/upstreams/spare/enable"),
+                                  ("POST", "/admin/upstreams/spare/disable")],
         "admin.upstream_delete": [("POST", f"/admin/upstreams/{upstream_id}/delete")],
     }
     endpoints = {rule.endpoint for rule in app.url_map.iter_rules() if rule.endpoint.startswith("admin.")}
@@ -352,7 +352,7 @@ def test_upstream_key_is_never_rendered_and_kept_when_left_empty(app, client, wa
         page = admin.get(path)
         assert page.status_code == 200 and secret not in html(page), path
     listing = html(admin.get("/admin/upstreams"))
-    assert "primary" in listing and "in use" in listing and '<span class="badge ok">set</span>' in listing
+    assert "primary" in listing and "healthy" in listing and "env-anthropic" in listing
 
     kept = admin.post(edit, {"provider": "anthropic", "name": "renamed", "base_url": fake_upstream.url,
                              "api_key": "", "enabled": "y"}, token_from=edit)
@@ -364,10 +364,10 @@ def test_upstream_key_is_never_rendered_and_kept_when_left_empty(app, client, wa
                      token_from=edit)
     assert "http:// or https://" in html(bad) and secret not in html(bad)
 
-    assert admin.post(f"/admin/upstreams/{row.id}/disable", token_from="/admin/upstreams").status_code == 302
+    assert admin.post("/admin/upstreams/renamed/disable", token_from="/admin/upstreams").status_code == 302
     assert call(client, key) == 200
     assert fake_upstream.requests[-1].headers["X-Api-Key"] == UPSTREAM_KEY
-    assert admin.post(f"/admin/upstreams/{row.id}/enable", token_from="/admin/upstreams").status_code == 302
+    assert admin.post("/admin/upstreams/renamed/enable", token_from="/admin/upstreams").status_code == 302
     assert call(client, key) == 200
     assert fake_upstream.requests[-1].headers["X-Api-Key"] == secret
     assert admin.post(f"/admin/upstreams/{row.id}/delete", token_from="/admin/upstreams").status_code == 302

@@ -31,8 +31,8 @@ from tests.fake_upstream import message
 from tests.fake_upstream import serve
 from tests.fake_upstream import sse
 from tests.fake_upstream import stream_events
-from tests.test_live import start_gunicorn
 from tests.test_limits import REDIS_URL
+from tests.test_live import start_gunicorn
 
 CAPTURES = Path(__file__).resolve().parents[2] / "shared" / "clients" / "captures"
 BODY = {"model": "claude-sonnet-4-6", "max_tokens": 100, "messages": [{"role": "user", "content": "hi"}]}
@@ -244,9 +244,11 @@ def test_attempts_stop_at_the_configured_number(client, accounts, funded, app):
 def test_weights_share_the_traffic_of_one_priority(client, runner, accounts, funded):
     _, key = funded
     for name, weight in (("a", "1"), ("b", "3"), ("c", "0")):
-        assert runner.invoke(args=["set-upstream", name, "--priority", "5", "--weight", weight]).exit_code == 0
+        result = runner.invoke(args=["set-upstream", name, "--priority", "5", "--weight", weight])
+        assert result.exit_code == 0
     for i in range(200):  # distinct conversations: no stickiness
-        assert _post(client, key, {**BODY, "messages": [{"role": "user", "content": f"q{i}"}]}).status_code == 200
+        fresh = {**BODY, "messages": [{"role": "user", "content": f"q{i}"}]}
+        assert _post(client, key, fresh).status_code == 200
     a, b, c = (len(f.requests) for f in accounts.values())
     assert c == 0 and a + b == 200
     assert 120 <= b <= 180, (a, b)  # 150 expected
@@ -313,7 +315,7 @@ class CachingProvider:
                 break
         total = base + sum(tokens)
         self.seen.add(self._prefix(body, len(messages)))
-        msg = message("ok", model=body["model"], input_tokens=3, cache_write=total - read - 3 if total - read > 3 else 0,
+        msg = message("ok", model=body["model"], input_tokens=3, cache_write=max(total - read - 3, 0),
                       cache_read=read)
         if body.get("stream"):
             return Response((sse(e) for e in stream_events(msg)), mimetype="text/event-stream")
@@ -440,3 +442,47 @@ def test_status_and_stickiness_are_shared_by_workers_and_instances_through_redis
     charges = wallets.charges(user_id)
     assert len(charges) == 23 and [c.attempts for c in charges].count(2) == 1
     wallets.assert_consistent(user_id)
+
+
+# -- the admin pages --------------------------------------------------------------------------------
+
+def test_the_admin_adds_orders_and_sees_the_status_of_accounts(client, runner, accounts, funded, wallets,
+                                                               browser):
+    wallets.user("0", email="root@example.com", admin=True)
+    assert browser.login("root@example.com").status_code == 302
+    form = {"provider": "anthropic", "name": "fast", "base_url": accounts["c"].url, "api_key": "sk-fast",
+            "priority": "7", "weight": "2", "models": "claude-sonnet-4-6, claude-opus-4-8",
+            "max_concurrency": "4", "enabled": "y"}
+    created = browser.post("/admin/upstreams/new", form, token_from="/admin/upstreams/new")
+    assert created.status_code == 302, created.get_data(as_text=True)
+    line = _status_lines(runner)["fast"]
+    assert "priority=7\tweight=2\tmax_concurrency=4\tclaude-sonnet-4-6,claude-opus-4-8\thealthy" in line
+    _, key = funded
+    assert _post(client, key).status_code == 200
+    assert len(accounts["c"].requests) == 1  # the new top priority takes the traffic at once
+    # Refusals are messages on the form, never a 500.
+    for bad in ({"weight": "-1"}, {"name": "a"}, {"name": "env-anthropic"}, {"priority": "x"},
+                {"max_concurrency": "0"}, {"name": "has space"}):
+        page = browser.post("/admin/upstreams/new", {**form, **bad}, token_from="/admin/upstreams/new")
+        refused = page.get_data(as_text=True)
+        assert page.status_code == 200 and 'class="help" style="color:var(--bad)"' in refused, bad
+    missing = browser.post("/admin/upstreams/new", {"provider": "anthropic"},
+                           token_from="/admin/upstreams/new")
+    assert missing.status_code == 200
+    # A rejected key shows its reason; enabling it from the page clears it.
+    accounts["c"].error(403, "permission_error", "key revoked")
+    assert _post(client, key, {**BODY, "messages": [{"role": "user", "content": "new"}]}).status_code == 200
+    listing = browser.get("/admin/upstreams").get_data(as_text=True)
+    assert "credentials rejected, HTTP 403" in listing and "sk-fast" not in listing
+    assert browser.post("/admin/upstreams/fast/enable", token_from="/admin/upstreams").status_code == 302
+    assert "fast\tanthropic\tpriority=7" in _status_lines(runner)["fast"] and \
+        _status_lines(runner)["fast"].endswith("healthy")
+    # The environment account can be taken out of the pool and put back too.
+    def act(path: str) -> int:
+        return browser.post(path, token_from="/admin/upstreams").status_code
+
+    assert act("/admin/upstreams/env-anthropic/disable") == 302
+    assert _status_lines(runner)["env-anthropic"].endswith("disabled: disabled by the operator")
+    assert act("/admin/upstreams/env-anthropic/enable") == 302
+    assert _status_lines(runner)["env-anthropic"].endswith("healthy")
+    assert act("/admin/upstreams/nobody/enable") == 404

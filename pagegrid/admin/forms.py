@@ -189,4 +189,11 @@ class UpstreamForm(FlaskForm):
     base_url = StringField("Base URL", validators=[DataRequired(), Length(max=255), http_url])
     # No Optional(): adding an account appends DataRequired as an extra validator.
     api_key = PasswordField("API key", validators=[Length(max=4000)])
+    priority = IntegerField("Priority", default=0, validators=[
+        Optional(), NumberRange(-1_000_000, 1_000_000, "Between -1000000 and 1000000.")])
+    weight = IntegerField("Weight", default=1, validators=[
+        Optional(), NumberRange(0, 10_000, "Between 0 and 10000.")])
+    models = StringField("Models", validators=[Optional(), Length(max=4000)])
+    max_concurrency = IntegerField("Concurrency cap", validators=[
+        Optional(), NumberRange(1, 1_000_000, "At least 1, or empty for no cap.")])
     enabled = BooleanField("Enabled", default=True)

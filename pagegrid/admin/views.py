@@ -7,6 +7,7 @@ from datetime import datetime
 from datetime import time
 from datetime import timedelta
 
+from flask import abort
 from flask import current_app
 from flask import flash
 from flask import redirect
@@ -16,13 +17,13 @@ from flask import url_for
 from flask_login import current_user
 from flask_sqlalchemy.pagination import Pagination
 from sqlalchemy import Select
-from sqlalchemy import func
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from werkzeug.security import generate_password_hash
 from werkzeug.wrappers import Response
 from wtforms.validators import DataRequired
 
+from pagegrid import accounts
 from pagegrid import billing
 from pagegrid import ledger
 from pagegrid import sessions
@@ -44,6 +45,7 @@ from pagegrid.keys import revoke_key
 from pagegrid.keys import update_settings
 from pagegrid.models import ApiKey
 from pagegrid.models import CatalogModel
+from pagegrid.models import LedgerEntry
 from pagegrid.models import TopUpCode
 from pagegrid.models import Upstream
 from pagegrid.models import User
@@ -309,38 +311,50 @@ def model_edit(model_id: str) -> str | Response:
 
 # Upstream accounts ------------------------------------------------------------------------------
 
-def _routes_changed() -> None:
-    # The relay caches routes per process; drop them so the next request reads the table.
-    pool(current_app).forget()
-
-
 def _upstream_or_404(upstream_id: int) -> Upstream:
     return db.get_or_404(Upstream, upstream_id, description="There is no such upstream account.")
 
 
 @bp.get("/upstreams")
 def upstreams() -> str:
-    """Provider accounts (never their keys); the first enabled one per provider takes the traffic."""
-    page = _page(select(Upstream).order_by(Upstream.provider, Upstream.id))
-    in_use = set(db.session.scalars(
-        select(func.min(Upstream.id)).where(Upstream.enabled.is_(True)).group_by(Upstream.provider)))
-    return render_template("admin/upstreams.html", page=page, in_use=in_use,
-                           providers={c.value: c.label for c in PROVIDERS})
+    """The pool (never the keys): order, weights, live status and cache-read share per account."""
+    since = utcnow() - timedelta(days=7)
+    return render_template("admin/upstreams.html", accounts=accounts.listing(),
+                           cache_share=accounts.cache_read_share(LedgerEntry.upstream, since),
+                           providers={c.value: c.label for c in PROVIDERS},
+                           attempts=current_app.config["PAGEGRID_UPSTREAM_ATTEMPTS"])
+
+
+def _save_upstream(form: UpstreamForm, row: Upstream | None) -> bool:
+    """Apply a valid form; False (with the reason on the form) if the account is refused."""
+    settings = {"provider": form.provider.data, "name": form.name.data.strip(),
+                "base_url": form.base_url.data, "priority": form.priority.data or 0,
+                "weight": 1 if form.weight.data is None else form.weight.data,
+                "models": accounts.parse_models(form.models.data),
+                "max_concurrency": form.max_concurrency.data}
+    try:
+        if row is None:
+            accounts.add(api_key=form.api_key.data or "", enabled=form.enabled.data, **settings)
+        else:
+            accounts.update(row, api_key=form.api_key.data, **settings)
+            if form.enabled.data != row.enabled:
+                accounts.set_enabled(row.name, form.enabled.data)
+    except accounts.AccountError as exc:
+        db.session.rollback()
+        form.name.errors = [*form.name.errors, str(exc)]
+        return False
+    return True
 
 
 @bp.route("/upstreams/new", methods=["GET", "POST"])
 def upstream_new() -> str | Response:
     """Add a provider account."""
     form = UpstreamForm()
-    if form.validate_on_submit(extra_validators={"api_key": [DataRequired("Enter the account's API key.")]}):
-        db.session.add(Upstream(provider=form.provider.data, name=form.name.data.strip(),
-                                base_url=form.base_url.data.strip().rstrip("/"),
-                                api_key=(form.api_key.data or "").strip(), enabled=form.enabled.data))
-        db.session.commit()
-        _routes_changed()
+    if form.validate_on_submit(extra_validators={"api_key": [DataRequired("Enter the account's API key.")]}) \
+            and _save_upstream(form, None):
         flash(f"Upstream account {form.name.data.strip()} added.", "success")
         return redirect(url_for("admin.upstreams"))
-    if form.errors:
+    if form.errors or form.name.errors:
         _form_failed()
     return render_template("admin/upstream_form.html", form=form, upstream=None)
 
@@ -351,32 +365,26 @@ def upstream_edit(upstream_id: int) -> str | Response:
     upstream = _upstream_or_404(upstream_id)
     # Filled field by field: the stored key never reaches the form.
     form = UpstreamForm(data={"provider": upstream.provider, "name": upstream.name,
-                              "base_url": upstream.base_url, "enabled": upstream.enabled})
-    if form.validate_on_submit():
-        upstream.provider = form.provider.data
-        upstream.name = form.name.data.strip()
-        upstream.base_url = form.base_url.data.strip().rstrip("/")
-        upstream.enabled = form.enabled.data
-        new_key = (form.api_key.data or "").strip()  # a form without the field keeps the key too
-        if new_key:
-            upstream.api_key = new_key
-        db.session.commit()
-        _routes_changed()
+                              "base_url": upstream.base_url, "enabled": upstream.enabled,
+                              "priority": upstream.priority, "weight": upstream.weight,
+                              "models": ", ".join(upstream.models or []),
+                              "max_concurrency": upstream.max_concurrency})
+    if form.validate_on_submit() and _save_upstream(form, upstream):
         flash(f"Upstream account {upstream.name} saved.", "success")
         return redirect(url_for("admin.upstreams"))
-    if form.errors:
+    if form.errors or form.name.errors:
         _form_failed()
     return render_template("admin/upstream_form.html", form=form, upstream=upstream)
 
 
-@bp.post("/upstreams/<int:upstream_id>/<any(enable, disable):action>")
-def upstream_active(upstream_id: int, action: str) -> Response:
-    """Enable or disable an account."""
-    upstream = _upstream_or_404(upstream_id)
-    upstream.enabled = action == "enable"
-    db.session.commit()
-    _routes_changed()
-    flash(f"Upstream account {upstream.name} {action}d.", "success")
+@bp.post("/upstreams/<name>/<any(enable, disable):action>")
+def upstream_active(name: str, action: str) -> Response:
+    """Enable (clearing why it was disabled) or disable an account, environment ones too."""
+    try:
+        accounts.set_enabled(name, action == "enable")
+    except accounts.AccountError as exc:
+        abort(404, description=str(exc))
+    flash(f"Upstream account {name} {action}d.", "success")
     return redirect(url_for("admin.upstreams"))
 
 
@@ -387,6 +395,6 @@ def upstream_delete(upstream_id: int) -> Response:
     name = upstream.name
     db.session.delete(upstream)
     db.session.commit()
-    _routes_changed()
+    pool(current_app).enable(name)  # forget its status
     flash(f"Upstream account {name} deleted.", "success")
     return redirect(url_for("admin.upstreams"))
