@@ -7,11 +7,9 @@ from datetime import datetime
 from urllib.parse import urlsplit
 
 from flask import current_app
-from sqlalchemy import func
 from sqlalchemy import select
 
 from pagegrid.extensions import db
-from pagegrid.models import LedgerEntry
 from pagegrid.models import Upstream
 from pagegrid.models import utcnow
 from pagegrid.pool import PROVIDERS
@@ -158,19 +156,6 @@ def listing() -> list[AccountView]:
         views.append(AccountView(name, account.provider, account.base_url, account.priority,
                                  account.weight, [], None, True, service.describe(name), None, True, None))
     return sorted(views, key=lambda v: (v.provider, -v.priority, v.name))
-
-
-def cache_read_share(column, since: datetime) -> dict:  # noqa: ANN001 - a LedgerEntry column
-    """Cache-read tokens as a share of all input tokens, per value of ``column`` (an account
-    or a key) since ``since``: what the provider's prompt cache saved."""
-    reads = func.sum(LedgerEntry.cache_read_input_tokens)
-    total = func.sum(LedgerEntry.input_tokens + LedgerEntry.cache_creation_input_tokens
-                     + LedgerEntry.cache_creation_1h_input_tokens + LedgerEntry.cache_read_input_tokens)
-    rows = db.session.execute(select(column, reads, total)
-                              .where(LedgerEntry.kind == "usage", LedgerEntry.created_at >= since,
-                                     column.is_not(None))
-                              .group_by(column)).all()
-    return {value: (int(read or 0) / int(whole)) if whole else 0.0 for value, read, whole in rows}
 
 
 def _env_names() -> dict:

@@ -24,6 +24,9 @@ from pagegrid.money import format_usd
 
 TOKENS = (LedgerEntry.input_tokens + LedgerEntry.output_tokens
           + LedgerEntry.cache_creation_input_tokens + LedgerEntry.cache_read_input_tokens)
+# Every input token of a request, cached or not: the base of the cache-read share.
+INPUT_TOKENS = (LedgerEntry.input_tokens + LedgerEntry.cache_creation_input_tokens
+                + LedgerEntry.cache_creation_1h_input_tokens + LedgerEntry.cache_read_input_tokens)
 CSV_COLUMNS = ("time_utc", "request_id", "kind", "key", "model", "input_tokens", "output_tokens",
                "cache_write_tokens", "cache_read_tokens", "amount_usd", "status", "note")
 
@@ -132,11 +135,27 @@ def usage_by(user_id: int, dimension: str, days: int = 30) -> list[dict]:
     spend = -func.sum(LedgerEntry.amount_nanos)
     rows = db.session.execute(
         select(column, spend, func.sum(TOKENS), func.count(),
-               func.sum(case((LedgerEntry.status == "complete", 0), else_=1)))
+               func.sum(case((LedgerEntry.status == "complete", 0), else_=1)),
+               func.sum(LedgerEntry.cache_read_input_tokens), func.sum(INPUT_TOKENS))
         .where(LedgerEntry.user_id == user_id, LedgerEntry.kind == "usage",
                LedgerEntry.created_at >= _midnight(first))
         .group_by(column).order_by(spend.desc())).all()
     labels = key_labels(user_id) if dimension == "key" else {}
     return [{"label": labels.get(r[0], r[0]) if dimension == "key" else r[0],
              "spend_nanos": int(r[1] or 0), "tokens": int(r[2] or 0), "requests": int(r[3]),
-             "incomplete": int(r[4] or 0)} for r in rows]
+             "incomplete": int(r[4] or 0), "cache_share": share(r[5], r[6])} for r in rows]
+
+
+def share(part: int | None, whole: int | None) -> float | None:
+    """``part / whole`` (None when there is no whole)."""
+    return int(part or 0) / int(whole) if whole else None
+
+
+def cache_read_share(column, since: datetime) -> dict:  # noqa: ANN001 - a LedgerEntry column
+    """Cache-read tokens as a share of all input tokens per value of ``column`` (an upstream
+    account, a key) since ``since``: what the providers' prompt caches saved."""
+    rows = db.session.execute(
+        select(column, func.sum(LedgerEntry.cache_read_input_tokens), func.sum(INPUT_TOKENS))
+        .where(LedgerEntry.kind == "usage", LedgerEntry.created_at >= since, column.is_not(None))
+        .group_by(column)).all()
+    return {value: share(read, whole) for value, read, whole in rows if whole}

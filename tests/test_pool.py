@@ -346,7 +346,7 @@ def cache_read_share(charges: list[LedgerEntry]) -> float:
 
 
 def test_a_20_turn_claude_code_conversation_stays_on_one_account(client, runner, accounts, funded,
-                                                                 wallets):
+                                                                 wallets, browser):
     user_id, key = funded
     for name, fake in accounts.items():
         runner.invoke(args=["set-upstream", name, "--priority", "0", "--weight", "1"])
@@ -363,6 +363,9 @@ def test_a_20_turn_claude_code_conversation_stays_on_one_account(client, runner,
     assert all(c.attempts == 1 for c in charges)
     share = cache_read_share(charges)
     assert share > 0.9, share
+    # The customer sees the share per key (and the admin per account).
+    assert browser.login(wallets.email(user_id)).status_code == 302
+    assert f"{share * 100:.1f} %" in browser.get("/usage").get_data(as_text=True)
 
 
 def test_a_sticky_conversation_moves_when_its_account_fails_and_stays_moved(client, runner, accounts,

@@ -320,7 +320,7 @@ def upstreams() -> str:
     """The pool (never the keys): order, weights, live status and cache-read share per account."""
     since = utcnow() - timedelta(days=7)
     return render_template("admin/upstreams.html", accounts=accounts.listing(),
-                           cache_share=accounts.cache_read_share(LedgerEntry.upstream, since),
+                           cache_share=ledger.cache_read_share(LedgerEntry.upstream, since),
                            providers={c.value: c.label for c in PROVIDERS},
                            attempts=current_app.config["PAGEGRID_UPSTREAM_ATTEMPTS"])
 
