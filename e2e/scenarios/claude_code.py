@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import secrets
+import socket
 import time
+
+from werkzeug.wrappers import Response
 
 from e2e.context import BROKE
 from e2e.context import Context
@@ -18,6 +22,8 @@ from e2e.harness import kill_group
 from e2e.harness import start_client
 from e2e.provider import ANTHROPIC_KEY
 from e2e.provider import ToolCall
+from tests.fake_upstream import FakeUpstream
+from tests.fake_upstream import serve
 
 CLAUDE = str(CLIENTS / ".bin" / "claude")
 PROMPT = "Reply with the single word: pong"
@@ -290,3 +296,46 @@ def daily_limit(ctx: Context) -> str:
           f"(the gateway answered {limited} x 429 so far)\n{second.describe()}")
     return f"shown after {second.seconds:.1f}s: {output.strip().splitlines()[0]!r}; " + \
         ctx.bank.assert_ledger(account, ctx.calls())
+
+
+@scenario("Claude Code", "failover: a 529 account and a dead one before the answering account")
+def failover(ctx: Context) -> str:
+    """Two accounts ahead of the provider in the pool: one overloaded (529), one refusing
+    connections. Claude Code's request reaches the third account with one hold and one charge;
+    the two are left cooling (and are taken out of the pool afterwards for the other scenarios)."""
+    overloaded = FakeUpstream()
+    server = serve(overloaded)
+    overloaded.default = lambda req: Response(json.dumps(
+        {"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}}),
+        status=529, mimetype="application/json")
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        dead = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    names = (f"e2e-529-{secrets.token_hex(2)}", f"e2e-dead-{secrets.token_hex(2)}")
+    try:
+        ctx.gateway.cli("add-upstream", "anthropic", overloaded.url, "--key", "sk-e2e-overloaded",
+                        "--name", names[0], "--priority", "10")
+        ctx.gateway.cli("add-upstream", "anthropic", dead, "--key", "sk-e2e-dead",
+                        "--name", names[1], "--priority", "9")
+        time.sleep(2.2)  # every worker re-reads the accounts within 2 s
+        account = ctx.account("claude-failover")
+        marker = ctx.begin("pong-failover")
+        ran = ctx.run("claude-failover", [CLAUDE, "-p", PROMPT, "--model", "claude-haiku-4-5"],
+                      _env(ctx, account))
+        _ok(ran, marker)
+        check(len(overloaded.requests) >= 1, "the overloaded account was never tried")
+        ledger = ctx.bank.assert_ledger(account, ctx.calls())
+        rows = ctx.bank.db.query("SELECT upstream, attempts FROM ledger WHERE api_key_id = %s "
+                                 "ORDER BY id", account.key_id)
+        check(rows and rows[0] == ("env-anthropic", 3), f"the first charge records {rows[:1]}, "
+                                                        "expected env-anthropic after 3 attempts")
+        listing = ctx.gateway.cli("list-upstreams")
+        for name, reason in zip(names, ("HTTP 529", "Could not reach"), strict=True):
+            line = next((x for x in listing.splitlines() if x.startswith(name + "\t")), "")
+            check("cooling until" in line and reason in line, f"{name} is not cooling: {line!r}")
+        return f"{len(overloaded.requests)} call(s) hit the 529 account; charges {rows}; " + ledger
+    finally:
+        for name in names:
+            with contextlib.suppress(RuntimeError):
+                ctx.gateway.cli("set-upstream", name, "--disable")
+        server.shutdown()
