@@ -329,10 +329,10 @@ def failover(ctx: Context) -> str:
                                  "ORDER BY id", account.key_id)
         check(rows and rows[0] == ("env-anthropic", 3), f"the first charge records {rows[:1]}, "
                                                         "expected env-anthropic after 3 attempts")
-        listing = ctx.gateway.cli("list-upstreams")
+        log = ctx.gateway.log_text()
         for name, reason in zip(names, ("HTTP 529", "Could not reach"), strict=True):
-            line = next((x for x in listing.splitlines() if x.startswith(name + "\t")), "")
-            check("cooling until" in line and reason in line, f"{name} is not cooling: {line!r}")
+            check(f"upstream account {name} cooling for 5s: {reason}" in log,
+                  f"the gateway's log does not show {name} cooling after {reason}")
         return f"{len(overloaded.requests)} call(s) hit the 529 account; charges {rows}; " + ledger
     finally:
         for name in names:
