@@ -38,9 +38,10 @@ def _user(email: str) -> User:
     return user
 
 
-def create_user(email: str, password: str, admin: bool = False) -> User:
-    """Create an account (emails are stored lower-case)."""
-    user = User(email=email.strip().lower(), password_hash=generate_password_hash(password),
+def create_user(email: str, password: str, admin: bool = False, *, password_hash: str | None = None) -> User:
+    """Create an account (emails are stored lower-case); ``password_hash`` skips hashing
+    ``password`` again when its hash is known (the tests' many users share one)."""
+    user = User(email=email.strip().lower(), password_hash=password_hash or generate_password_hash(password),
                 is_admin=admin, active=True, balance_nanos=0, held_nanos=0)
     db.session.add(user)
     db.session.commit()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import secrets
@@ -18,6 +19,7 @@ from flask.testing import FlaskClient
 from sqlalchemy import delete
 from sqlalchemy import func
 from sqlalchemy import select
+from werkzeug.security import generate_password_hash
 from werkzeug.serving import make_server
 
 from pagegrid import billing
@@ -163,6 +165,12 @@ def runner(app):
     return app.test_cli_runner()
 
 
+@functools.cache
+def password_hash() -> str:
+    """PASSWORD hashed once per run: every test user gets it (hashing costs ~0.1 s each)."""
+    return generate_password_hash(PASSWORD)
+
+
 class Wallets:
     """Factories and money checks that go through PageGrid's own code."""
 
@@ -171,7 +179,8 @@ class Wallets:
 
     def user(self, balance_usd: str = "10", email: str | None = None, admin: bool = False) -> int:
         with self.app.app_context():
-            user = create_user(email or f"user-{secrets.token_hex(4)}@example.com", PASSWORD, admin)
+            user = create_user(email or f"user-{secrets.token_hex(4)}@example.com", PASSWORD, admin,
+                               password_hash=password_hash())
             if balance_usd != "0":
                 billing.credit(user.id, billing.usd_to_nanos(balance_usd), "test funds")
             return user.id

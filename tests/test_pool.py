@@ -496,7 +496,7 @@ def test_token_counting_fails_over_too_and_stays_free(client, accounts, funded, 
     accounts["a"].error(529, "overloaded_error", "Overloaded")
     accounts["b"].reply({"input_tokens": 42})
     response = client.post("/v1/messages/count_tokens", headers={"x-api-key": key},
-                           json={"model": "claude-sonnet-4-6", "messages": [{"role": "user", "content": "hi"}]})
+                           json={"model": "claude-sonnet-4-6", "messages": BODY["messages"]})
     assert response.status_code == 200 and response.json == {"input_tokens": 42}
     assert [len(f.requests) for f in accounts.values()] == [1, 1, 0]
     assert wallets.charges(user_id) == []
