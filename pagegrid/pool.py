@@ -255,10 +255,12 @@ class Pool:
         """Stop using the account until the operator enables it (persisted for database rows)."""
         now = clock.now()
         self._write_status(name, Status("disabled", 0.0, reason, now.timestamp()))
-        with self.app.app_context():
-            with db.engine.begin() as conn:
+        try:
+            with self.app.app_context(), db.engine.begin() as conn:
                 conn.execute(update(Upstream).where(Upstream.name == name)
                              .values(enabled=False, disabled_reason=reason, disabled_at=now))
+        except Exception:  # the shared status still holds it back; the row follows on enable
+            log.exception("could not record the disablement of upstream %s", name)
         self._accounts = None
 
     def enable(self, name: str) -> None:
