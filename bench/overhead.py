@@ -21,12 +21,9 @@ Run: ``make bench``, or ``.venv/bin/python bench/overhead.py [--requests N] [--w
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import shutil
-import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -43,6 +40,8 @@ from werkzeug.wrappers import Response
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 from tests import fake_upstream as fu  # noqa: E402  (the test suite's fake provider)
+from tests.serving import Gunicorn  # noqa: E402
+from tests.serving import clean_env  # noqa: E402
 
 BIN = ROOT / ".venv" / "bin"
 MODEL = "claude-haiku-4-5"
@@ -89,29 +88,6 @@ def flask_cli(env: dict[str, str], *args: str) -> str:
     if done.returncode != 0:
         raise BenchError(f"flask {args[0]} failed ({done.returncode}):\n{done.stderr}")
     return done.stdout
-
-
-def wait_ready(proc: subprocess.Popen, url: str, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise BenchError(f"gunicorn exited with {proc.returncode} before it was ready")
-        with contextlib.suppress(httpx.HTTPError):
-            if httpx.head(f"{url}/v1", timeout=1.0).status_code == 200:
-                return
-        time.sleep(0.1)
-    raise BenchError(f"gateway did not answer HEAD /v1 within {timeout:.0f}s")
-
-
-def stop(proc: subprocess.Popen) -> None:
-    """Terminate gunicorn (graceful); kill its whole process group if it lingers."""
-    proc.terminate()
-    try:
-        proc.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=5)
 
 
 def timed(client: httpx.Client, url: str, headers: dict[str, str], body: dict,
@@ -196,36 +172,25 @@ def running_gateway(fake_url: str, extra_env: dict[str, str] | None = None) -> I
     """A throw-away SQLite database set up with the operator CLI and gunicorn serving it, exactly as
     `make run` does, with both providers pointed at the fake: yields (gateway URL, API key)."""
     tmp = Path(tempfile.mkdtemp(prefix="pagegrid-bench-"))
-    log_path, proc = tmp / "gunicorn.log", None
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PAGEGRID_")}
-    env.update({"PAGEGRID_DATABASE_URL": f"sqlite:///{tmp / 'bench.db'}", "PAGEGRID_SECRET_KEY": "bench",
-                "PAGEGRID_ANTHROPIC_URL": fake_url, "PAGEGRID_ANTHROPIC_KEY": "sk-bench",
-                "PAGEGRID_OPENAI_URL": fake_url, "PAGEGRID_OPENAI_KEY": "sk-bench-openai",
-                **(extra_env or {})})
+    env = clean_env({"PAGEGRID_DATABASE_URL": f"sqlite:///{tmp / 'bench.db'}", "PAGEGRID_SECRET_KEY": "bench",
+                     "PAGEGRID_ANTHROPIC_URL": fake_url, "PAGEGRID_ANTHROPIC_KEY": "sk-bench",
+                     "PAGEGRID_OPENAI_URL": fake_url, "PAGEGRID_OPENAI_KEY": "sk-bench-openai",
+                     **(extra_env or {})})
+    server = Gunicorn(env, tmp / "gunicorn.log")
     try:
         flask_cli(env, "init-db")
         flask_cli(env, "create-user", "bench@example.com", "--password", "violet-kettle-harbor-52")
         flask_cli(env, "credit", "bench@example.com", "1000000")
         key = flask_cli(env, "create-key", "bench@example.com", "--rpm", "1000000").split()[-1]
-        with socket.socket() as sock:  # a free port (tiny race window until gunicorn binds it)
-            sock.bind(("127.0.0.1", 0))
-            env["PAGEGRID_BIND"] = bind = f"127.0.0.1:{sock.getsockname()[1]}"
-        with open(log_path, "wb") as log:
-            proc = subprocess.Popen([str(BIN / "gunicorn"), "-c", "gunicorn.conf.py", "wsgi:app"],
-                                    cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
-                                    start_new_session=True)
-        wait_ready(proc, f"http://{bind}")
-        MASTERS[f"http://{bind}"] = proc.pid
-        DATABASES[f"http://{bind}"] = env["PAGEGRID_DATABASE_URL"]
-        yield f"http://{bind}", key
+        with server:
+            MASTERS[server.url] = server.proc.pid
+            DATABASES[server.url] = env["PAGEGRID_DATABASE_URL"]
+            yield server.url, key
     except Exception:
-        if log_path.exists():
-            print("gunicorn log (tail):", *log_path.read_text(errors="replace").splitlines()[-30:],
-                  sep="\n", file=sys.stderr)
+        if server.log_path.exists():
+            print("gunicorn log (tail):", *server.log_text().splitlines()[-30:], sep="\n", file=sys.stderr)
         raise
     finally:
-        if proc is not None:
-            stop(proc)
         shutil.rmtree(tmp, ignore_errors=True)
 
 

@@ -20,7 +20,6 @@ import argparse
 import json
 import os
 import random
-import socket
 import sqlite3
 import statistics
 import sys
@@ -37,6 +36,7 @@ from bench.overhead import answer  # noqa: E402
 from bench.overhead import flask_cli  # noqa: E402
 from bench.overhead import running_gateway  # noqa: E402
 from tests import fake_upstream as fu  # noqa: E402
+from tests.serving import free_port  # noqa: E402
 from tests.test_pool import CachingProvider  # noqa: E402
 from tests.test_pool import claude_code_turns  # noqa: E402
 
@@ -83,9 +83,7 @@ def failover(samples: int) -> list[tuple[str, float, float]]:
     first, second = fu.FakeUpstream(), fu.FakeUpstream()
     servers = [fu.serve(first), fu.serve(second)]
     second.default = answer
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        closed = f"http://127.0.0.1:{s.getsockname()[1]}"
+    closed = f"http://127.0.0.1:{free_port()}"  # nothing listens there
     rows = []
     try:
         with running_gateway(second.url) as (url, key), httpx.Client(timeout=30) as client:

@@ -14,7 +14,6 @@ import re
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -22,11 +21,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import psycopg
-import requests
 
 from e2e.provider import ANTHROPIC_KEY
 from e2e.provider import OPENAI_KEY
 from e2e.provider import Call
+from tests.serving import Gunicorn
+from tests.serving import clean_env
 
 ROOT = Path(__file__).resolve().parent.parent
 WORK = ROOT / ".e2e"  # gitignored: installed clients, scratch homes, logs
@@ -45,13 +45,6 @@ def check(condition: object, message: str) -> None:
     """Fail the scenario with ``message`` unless ``condition`` holds."""
     if not condition:
         raise Failed(message)
-
-
-def free_port() -> int:
-    """A TCP port free on loopback right now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 # database -------------------------------------------------------------------------------------
@@ -82,78 +75,28 @@ class Database:
 
 
 # the gateway ----------------------------------------------------------------------------------
-class Gateway:
+class Gateway(Gunicorn):
     """PageGrid under gunicorn + gevent, as ``make run`` serves it, on a port of its own."""
 
     def __init__(self, db: Database, provider_url: str, logs: Path, name: str,
                  extra_env: dict[str, str] | None = None) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
         self.name = name
-        env = {k: v for k, v in os.environ.items()
-               if not k.startswith(("PAGEGRID_", "ANTHROPIC_", "OPENAI_"))}
-        env.update({
+        super().__init__(clean_env({
             "PAGEGRID_DATABASE_URL": db.url,
             "PAGEGRID_REDIS_URL": REDIS_URL,
             "PAGEGRID_RATELIMIT_PREFIX": f"pagegrid-e2e-{secrets.token_hex(6)}",
             "PAGEGRID_ANTHROPIC_URL": provider_url, "PAGEGRID_ANTHROPIC_KEY": ANTHROPIC_KEY,
             "PAGEGRID_OPENAI_URL": provider_url, "PAGEGRID_OPENAI_KEY": OPENAI_KEY,
             "PAGEGRID_SECRET_KEY": secrets.token_hex(16),
-            "PAGEGRID_BIND": f"127.0.0.1:{self.port}",
             **(extra_env or {}),
-        })
-        self.env = env
-        self.log_path = logs / f"gunicorn-{name}.log"
-        self._log = open(self.log_path, "w+")  # noqa: SIM115 - closed in stop()
-        self.proc: subprocess.Popen[bytes] | None = None
+        }), logs / f"gunicorn-{name}.log")
 
-    def cli(self, *args: str) -> str:
-        """Run ``flask --app app ARGS`` against this gateway's database; return its stdout."""
-        done = subprocess.run([str(VENV_BIN / "flask"), "--app", "app", *args], cwd=ROOT, env=self.env,
-                              capture_output=True, text=True, timeout=60)
-        if done.returncode != 0:
-            raise RuntimeError(f"flask {args[0]} failed ({done.returncode}):\n{done.stderr[-2000:]}")
-        return done.stdout
-
-    def start(self, migrate: bool = True) -> None:
-        """``make run``: init-db, ensure-admin, then gunicorn; wait until HEAD /v1 answers 200."""
+    def start(self, migrate: bool = True) -> None:  # type: ignore[override]
+        """``make run``: init-db, ensure-admin, then gunicorn (``wait_ready`` waits for it)."""
         if migrate:
             self.cli("init-db")
             self.cli("ensure-admin")
-        self.proc = subprocess.Popen([str(VENV_BIN / "gunicorn"), "-c", "gunicorn.conf.py", "wsgi:app"],
-                                     cwd=ROOT, env=self.env, stdout=self._log, stderr=subprocess.STDOUT)
-
-    def wait_ready(self, timeout: float = 60) -> None:
-        """Block until the gateway answers ``HEAD /v1`` with 200."""
-        assert self.proc is not None
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                break
-            try:
-                if requests.head(f"{self.url}/v1", timeout=2).status_code == 200:
-                    return
-            except requests.RequestException:
-                pass
-            time.sleep(0.2)
-        self._log.flush()
-        raise RuntimeError(f"gunicorn ({self.name}) did not start:\n{self.log_path.read_text()[-4000:]}")
-
-    def log_text(self) -> str:
-        """Everything gunicorn logged so far."""
-        self._log.flush()
-        return self.log_path.read_text(errors="replace")
-
-    def stop(self) -> None:
-        """Stop gunicorn (SIGTERM, then SIGKILL after 20 s)."""
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
-        self._log.close()
+        self.launch()
 
 
 # provisioning and the ledger ------------------------------------------------------------------

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import os
-import socket
+import secrets
 import subprocess
-import sys
 import threading
 import time
 from contextlib import contextmanager
@@ -19,8 +17,9 @@ from tests.conftest import UPSTREAM_KEY
 from tests.fake_upstream import message
 from tests.fake_upstream import sse_response
 from tests.fake_upstream import stream_events
+from tests.serving import Gunicorn
+from tests.serving import clean_env
 
-ROOT = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.live
 
 BODY = {"model": "claude-haiku-4-5", "max_tokens": 500, "stream": True,
@@ -31,50 +30,19 @@ BODY = {"model": "claude-haiku-4-5", "max_tokens": 500, "stream": True,
 MASTERS: dict[str, subprocess.Popen] = {}
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @contextmanager
 def start_gunicorn(database_url: str, fake_server, folder: Path, extra_env: dict | None = None):
     """Serve the gateway as `make run` does; yield its URL; stop it afterwards."""
-    port = _free_port()
-    env = {key: value for key, value in os.environ.items() if not key.startswith("PAGEGRID_")}
-    env.update({"PAGEGRID_DATABASE_URL": database_url, "PAGEGRID_BIND": f"127.0.0.1:{port}",
-                "PAGEGRID_ANTHROPIC_URL": fake_server.url, "PAGEGRID_ANTHROPIC_KEY": UPSTREAM_KEY,
-                "PAGEGRID_SECRET_KEY": "live-tests", "PAGEGRID_WORKERS": "1", **(extra_env or {})})
-    log = open(folder / f"gunicorn-{port}.log", "w+")
-    proc = subprocess.Popen([str(Path(sys.executable).parent / "gunicorn"), "-c", "gunicorn.conf.py",
-                             "wsgi:app"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(150):
-            if proc.poll() is not None:
-                break
-            try:
-                if requests.head(f"{url}/v1", timeout=2).status_code == 200:
-                    break
-            except requests.RequestException:  # not listening yet, or the worker is still booting
-                time.sleep(0.1)
-        else:
-            proc.kill()
-        if proc.poll() is not None:
-            log.seek(0)
-            raise RuntimeError("gunicorn did not start:\n" + log.read())
-        MASTERS[url] = proc
-        yield url
-    finally:
-        MASTERS.pop(url, None)
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(15)
-            except subprocess.TimeoutExpired:  # a graceful stop still waiting on connections
-                proc.kill()  # the worker exits when it sees its master gone
-                proc.wait(15)
-        log.close()
+    env = clean_env({"PAGEGRID_DATABASE_URL": database_url, "PAGEGRID_ANTHROPIC_URL": fake_server.url,
+                     "PAGEGRID_ANTHROPIC_KEY": UPSTREAM_KEY, "PAGEGRID_SECRET_KEY": "live-tests",
+                     "PAGEGRID_WORKERS": "1", **(extra_env or {})})
+    server = Gunicorn(env, folder / f"gunicorn-{secrets.token_hex(4)}.log")
+    with server:
+        MASTERS[server.url] = server.proc
+        try:
+            yield server.url
+        finally:
+            MASTERS.pop(server.url, None)
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,6 @@ from __future__ import annotations
 import hashlib
 import json
 import secrets
-import socket
 import threading
 import time
 from datetime import timedelta
@@ -31,6 +30,7 @@ from tests.fake_upstream import message
 from tests.fake_upstream import serve
 from tests.fake_upstream import sse
 from tests.fake_upstream import stream_events
+from tests.serving import free_port
 from tests.test_limits import REDIS_URL
 from tests.test_live import start_gunicorn
 
@@ -81,12 +81,6 @@ def _text(response) -> str:
     return "".join(texts)
 
 
-def _closed_port_url() -> str:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return f"http://127.0.0.1:{s.getsockname()[1]}"
-
-
 def _charged_once(wallets, user_id: int, upstream: str, attempts: int) -> LedgerEntry:
     charges = wallets.charges(user_id)
     assert len(charges) == 1, charges
@@ -122,7 +116,7 @@ def test_a_529_fails_over_to_the_next_account_and_cools_the_first(client, runner
 
 def test_a_connect_error_fails_over(client, runner, accounts, funded, wallets, app):
     user_id, key = funded
-    runner.invoke(args=["add-upstream", "anthropic", _closed_port_url(), "--key", "sk-dead",
+    runner.invoke(args=["add-upstream", "anthropic", f"http://127.0.0.1:{free_port()}", "--key", "sk-dead",
                         "--name", "dead", "--priority", "9"])
     response = _post(client, key)
     assert response.status_code == 200, response.data

@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import json
 import secrets
-import socket
 import time
 
 from werkzeug.wrappers import Response
@@ -24,6 +23,7 @@ from e2e.provider import ANTHROPIC_KEY
 from e2e.provider import ToolCall
 from tests.fake_upstream import FakeUpstream
 from tests.fake_upstream import serve
+from tests.serving import free_port
 
 CLAUDE = str(CLIENTS / ".bin" / "claude")
 PROMPT = "Reply with the single word: pong"
@@ -308,9 +308,7 @@ def failover(ctx: Context) -> str:
     overloaded.default = lambda req: Response(json.dumps(
         {"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}}),
         status=529, mimetype="application/json")
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        dead = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    dead = f"http://127.0.0.1:{free_port()}"  # nothing listens there
     names = (f"e2e-529-{secrets.token_hex(2)}", f"e2e-dead-{secrets.token_hex(2)}")
     try:
         ctx.gateway.cli("add-upstream", "anthropic", overloaded.url, "--key", "sk-e2e-overloaded",
