@@ -9,11 +9,16 @@ Views raise these; the ``api`` blueprint's handlers render them in the dialect o
     ├── PermissionDenied            403 permission_error
     ├── NotFound                    404 not_found_error
     │   └── ModelNotFound           404 not_found_error (OpenAI code model_not_found)
+    ├── MethodNotAllowed            405 invalid_request_error
     ├── RequestTooLarge             413 request_too_large
+    ├── UpgradeRequired             426 invalid_request_error (a WebSocket upgrade: use HTTP)
     ├── RateLimited                 429 rate_limit_error
     ├── UpstreamError               502 api_error (or the upstream's own 4xx status and type)
     │   ├── UpstreamOverloaded      529 overloaded_error
-    │   └── UpstreamTimeout         504 timeout_error
+    │   ├── UpstreamTimeout         504 timeout_error
+    │   ├── UpstreamRateLimited     429 rate_limit_error (the provider's, with its retry-after)
+    │   ├── UpstreamRefusedCredentials 502 api_error (our account's key, not the client's)
+    │   └── NoUpstream              503 overloaded_error (no account can take the request now)
     ├── DependencyDown              503 api_error (with retry-after; names what is down)
     └── InternalError               500 api_error
 """
@@ -94,6 +99,20 @@ class ModelNotFound(NotFound):
     openai_code = "model_not_found"
 
 
+class MethodNotAllowed(GatewayError):
+    """A route that exists, called with another method."""
+
+    status = 405
+    anthropic_type = openai_type = "invalid_request_error"
+
+
+class UpgradeRequired(GatewayError):
+    """A WebSocket upgrade (Codex tries one first): 426 makes it fall back to HTTP at once."""
+
+    status = 426
+    anthropic_type = openai_type = "invalid_request_error"
+
+
 class RequestTooLarge(GatewayError):
     """The body is larger than the gateway accepts."""
 
@@ -128,6 +147,24 @@ class UpstreamTimeout(UpstreamError):
 
     status = 504
     anthropic_type = openai_type = "timeout_error"
+
+
+class UpstreamRateLimited(UpstreamError):
+    """The provider rate limited the gateway's account (every account, when the client sees it)."""
+
+    status = 429
+    anthropic_type = openai_type = "rate_limit_error"
+
+
+class UpstreamRefusedCredentials(UpstreamError):
+    """The provider refused the gateway's own key (401/403): the operator's problem, not the client's."""
+
+
+class NoUpstream(UpstreamError):
+    """No account can serve the model now (all disabled, or all at their concurrency cap)."""
+
+    status = 503
+    anthropic_type = openai_type = "overloaded_error"
 
 
 class DependencyDown(GatewayError):

@@ -17,9 +17,10 @@ from pagegrid import limits
 from pagegrid.billing import new_request_id
 from pagegrid.errors import GatewayError
 from pagegrid.errors import InternalError
-from pagegrid.errors import InvalidRequest
+from pagegrid.errors import MethodNotAllowed
 from pagegrid.errors import NotFound
 from pagegrid.errors import RequestTooLarge
+from pagegrid.errors import UpgradeRequired
 
 log = logging.getLogger(__name__)
 
@@ -81,15 +82,13 @@ def http_error(exc: HTTPException) -> GatewayError:
     if request.headers.get("Upgrade", "").lower() == "websocket":
         # Codex tries a WebSocket on /v1/responses first: 426 makes it fall back to HTTP at
         # once (a 404 costs it seconds and a 400 ends the session).
-        return GatewayError("WebSocket is not supported here; send the request over HTTP.",
-                            status=426, error_type="invalid_request_error")
+        return UpgradeRequired("WebSocket is not supported here; send the request over HTTP.")
     if exc.code == 404:
         return NotFound(not_found_hint())
     if exc.code == 413:
         return RequestTooLarge("The request body is larger than this gateway accepts.")
     if exc.code == 405:
-        return InvalidRequest(f"Method {request.method} is not allowed on {request.path}.",
-                              status=405)
+        return MethodNotAllowed(f"Method {request.method} is not allowed on {request.path}.")
     return GatewayError(exc.description or exc.name, status=exc.code or 500,
                         error_type="invalid_request_error" if (exc.code or 500) < 500 else "api_error")
 

@@ -36,10 +36,10 @@ from pagegrid.catalog import catalog
 from pagegrid.errors import GatewayError
 from pagegrid.errors import InvalidRequest
 from pagegrid.errors import ModelNotFound
+from pagegrid.errors import NoUpstream
 from pagegrid.errors import PermissionDenied
 from pagegrid.errors import UpstreamError
 from pagegrid.errors import UpstreamOverloaded
-from pagegrid.errors import UpstreamTimeout
 from pagegrid.extensions import db
 from pagegrid.keys import KeyContext
 from pagegrid.keys import authenticate
@@ -51,6 +51,9 @@ from pagegrid.sse import SSEEvent
 from pagegrid.translate.usage import Usage
 from pagegrid.upstream import get_adapter
 from pagegrid.upstream.base import UpstreamReply
+from pagegrid.upstream.errors import error_type
+from pagegrid.upstream.errors import status_error
+from pagegrid.upstream.errors import stream_start_error
 
 log = logging.getLogger(__name__)
 
@@ -179,13 +182,6 @@ class Route:
         return "openai" if self.accounts[0].provider == "openai" else "anthropic"
 
 
-class NoUpstream(UpstreamError):
-    """No account can serve the model now (all disabled, or all at their concurrency cap)."""
-
-    status = 503
-    anthropic_type = openai_type = "overloaded_error"
-
-
 def route(model: ModelEntry, key: KeyContext, body: dict) -> Route:
     """Where the request may go (see pool.py), or 503 if no account can take it."""
     accounts, conversation, sticky = pool.pool().plan(
@@ -219,7 +215,7 @@ def call_upstream(route: Route, path: str, payload: bytes, stream: bool,
         try:
             reply = get_adapter(account.target, config).send(path, payload, request.headers, stream)
             if reply.status != 200:
-                error = upstream_status_error(reply)
+                error = status_error(reply)
                 failure = pool.failure_for_status(reply.status, reply.headers)
                 if failure is None:  # the client's own mistake: no other account would differ
                     raise error
@@ -227,8 +223,8 @@ def call_upstream(route: Route, path: str, payload: bytes, stream: bool,
             head: list[bytes] = []
             if stream:
                 head, first = first_event(reply)
-                if first is not None and _error_type(first) is not False:
-                    failure = pool.failure_for_stream_error(_error_type(first))
+                if first is not None and error_type(first) is not False:
+                    failure = pool.failure_for_stream_error(error_type(first))
                     if failure is not None:
                         reply.close()
                         raise _Retry(stream_start_error(first))
@@ -273,31 +269,6 @@ def first_event(reply: UpstreamReply) -> tuple[list[bytes], dict | None]:
             if data is not None:
                 return head, data
     return head, None
-
-
-def _error_type(data: dict) -> str | None | bool:
-    """The error type of an error event (None if it names none); False for any other event."""
-    error = data.get("error")
-    if data.get("type") == "error" or (isinstance(error, dict) and "choices" not in data):
-        if isinstance(error, dict):
-            return error.get("type") or error.get("code")
-        return data.get("code")
-    if data.get("type") == "response.failed":
-        detail = (data.get("response") or {}).get("error") or {}
-        return detail.get("code") if isinstance(detail, dict) else None
-    return False
-
-
-def stream_start_error(data: dict) -> GatewayError:
-    """The error a client sees if every account's stream began with this error event."""
-    kind = _error_type(data) or "api_error"
-    detail = data.get("error") if isinstance(data.get("error"), dict) else {}
-    message = detail.get("message") or data.get("message") or "The upstream provider failed."
-    if kind == "overloaded_error":
-        return UpstreamOverloaded(message)
-    if kind in ("rate_limit_error", "rate_limit_exceeded"):
-        return GatewayError(message, status=429, error_type="rate_limit_error")
-    return UpstreamError(message)
 
 
 def admit(key: KeyContext, model: ModelEntry, request_id: str, bound: bounds.Bound,
@@ -366,30 +337,6 @@ def upstream_body(body: dict, raw: bytes, model: ModelEntry) -> bytes:
 def send(route: Route, path: str, payload: bytes) -> UpstreamReply:
     """Call the route's accounts without streaming or billing (token counting)."""
     return call_upstream(route, path, payload, False)[1]
-
-
-def upstream_status_error(reply: UpstreamReply) -> GatewayError:
-    """Map a provider's non-200 answer to the error our client sees."""
-    status = reply.status
-    detail = (reply.json() or {}).get("error") or {}
-    message = detail.get("message") if isinstance(detail, dict) else None
-    kind = detail.get("type") if isinstance(detail, dict) else None
-    if status in (401, 403):
-        return UpstreamError("The upstream provider refused the gateway's credentials. "
-                             "This is not your key's fault; please tell the operator.")
-    if status == 429:
-        retry = reply.headers.get("retry-after")
-        return GatewayError(message or "The upstream provider is rate limiting; retry shortly.",
-                            status=429, error_type="rate_limit_error",
-                            headers={"retry-after": retry} if retry else None)
-    if status in (503, 529):
-        return UpstreamOverloaded(message or "The upstream provider is overloaded.", status=status)
-    if status == 504:
-        return UpstreamTimeout(message or "The upstream provider timed out.")
-    if 400 <= status < 500:
-        return GatewayError(message or f"The upstream provider refused the request (HTTP {status}).",
-                            status=status, error_type=kind or "invalid_request_error")
-    return UpstreamError(f"The upstream provider failed (HTTP {status}).")
 
 
 def settle(app: Flask, admitted: Admitted, usage: Usage, status: str) -> None:
