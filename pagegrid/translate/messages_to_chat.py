@@ -5,7 +5,7 @@ with a 400. Block-level details: ``cache_control`` is stripped everywhere (OpenA
 itself), ``thinking`` and ``redacted_thinking`` blocks are dropped (only Claude can read them back), a
 tool result's ``is_error`` flag has no Chat Completions field and is left out (the result text stays), and
 images inside tool results move to a user message right after the tool messages, because Chat Completions
-tool messages hold text only.
+tool messages hold text only. This route's stream is ``chat_to_messages_stream``.
 """
 
 from __future__ import annotations
@@ -13,8 +13,7 @@ from __future__ import annotations
 import json
 
 from pagegrid.errors import InvalidRequest
-from pagegrid.translate.chat import FINISH_REASONS_TO_ANTHROPIC
-from pagegrid.translate.chat import compact_json
+from pagegrid.translate.chat_to_messages import compact_json
 from pagegrid.translate.usage import usage_from_openai_chat
 from pagegrid.translate.usage import usage_to_anthropic
 
@@ -53,6 +52,8 @@ ANTHROPIC_IGNORED_FIELDS = tuple(name for name, what in ANTHROPIC_FIELDS.items()
 TOOL_KEYS = {"name", "description", "input_schema", "type", "strict", "cache_control",
              "eager_input_streaming"}
 TOOL_CHOICES = {"auto": "auto", "any": "required", "none": "none"}
+FINISH_REASONS_TO_ANTHROPIC = {"stop": "end_turn", "length": "max_tokens", "tool_calls": "tool_use",
+                               "function_call": "tool_use", "content_filter": "refusal"}
 
 
 def _refuse(name: str) -> InvalidRequest:

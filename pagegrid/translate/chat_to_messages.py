@@ -2,7 +2,7 @@
 
 ``CHAT_FIELDS`` says what happens to every top-level request field; a field not in it is refused
 with a 400, so nothing a client sends is silently dropped. The reverse direction (Messages clients
-on GPT models) is ``chat_upstream``; streams are ``chat_stream``.
+on GPT models) is ``messages_to_chat``; this route's stream is ``messages_to_chat_stream``.
 
 Temperature: OpenAI's range is 0–2 and Anthropic's is 0–1. Values from 0 to 1 pass unchanged and
 values above 1 are refused with a 400. Rescaling (halving) would change the sampling of every client
@@ -75,8 +75,6 @@ DEFAULT_SCHEMA = {"type": "object", "properties": {}}
 STOP_REASONS_TO_OPENAI = {"end_turn": "stop", "stop_sequence": "stop", "pause_turn": "stop",
                           "max_tokens": "length", "model_context_window_exceeded": "length",
                           "tool_use": "tool_calls", "refusal": "content_filter"}
-FINISH_REASONS_TO_ANTHROPIC = {"stop": "end_turn", "length": "max_tokens", "tool_calls": "tool_use",
-                               "function_call": "tool_use", "content_filter": "refusal"}
 # Per-message keys; "name" (a participant label) and "annotations" (citations echoed back from a
 # reply) have no Messages equivalent and are ignored, anything else unknown is refused.
 MESSAGE_KEYS = {"system": {"role", "content", "name"}, "developer": {"role", "content", "name"},

@@ -24,14 +24,14 @@ import base64
 import json
 
 from pagegrid.errors import InvalidRequest
-from pagegrid.translate.responses_input import THINKING_PREFIX
-from pagegrid.translate.responses_input import item_kind
-from pagegrid.translate.responses_input import listed
-from pagegrid.translate.responses_input import merge_turns
-from pagegrid.translate.responses_input import openai_responses_input_to_anthropic
-from pagegrid.translate.responses_input import required_str
-from pagegrid.translate.responses_input import text_block
-from pagegrid.translate.responses_input import tool_turn_lacks_thinking
+from pagegrid.translate.responses_to_messages_input import THINKING_PREFIX
+from pagegrid.translate.responses_to_messages_input import item_kind
+from pagegrid.translate.responses_to_messages_input import listed
+from pagegrid.translate.responses_to_messages_input import merge_turns
+from pagegrid.translate.responses_to_messages_input import openai_responses_input_to_anthropic
+from pagegrid.translate.responses_to_messages_input import required_str
+from pagegrid.translate.responses_to_messages_input import text_block
+from pagegrid.translate.responses_to_messages_input import tool_turn_lacks_thinking
 from pagegrid.translate.usage import usage_from_anthropic
 from pagegrid.translate.usage import usage_to_openai_responses
 
