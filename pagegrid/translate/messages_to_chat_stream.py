@@ -10,7 +10,7 @@ gets an error event there, so the client never mistakes a cut-off reply for a wh
 from __future__ import annotations
 
 from pagegrid.translate.chat_to_messages import STOP_REASONS_TO_OPENAI
-from pagegrid.translate.chat_to_messages import compact_json
+from pagegrid.translate.tools import compact_json
 from pagegrid.translate.usage import usage_from_anthropic
 from pagegrid.translate.usage import usage_to_openai_chat
 
