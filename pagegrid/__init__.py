@@ -22,6 +22,7 @@ from pagegrid import cli
 from pagegrid import config
 from pagegrid import dashboard
 from pagegrid import headers
+from pagegrid import money
 from pagegrid import proxies
 from pagegrid import sessions
 from pagegrid import webhooks
@@ -78,6 +79,10 @@ def create_app(test_config: dict | None = None) -> Flask:
     app.register_blueprint(dashboard.bp)
     app.register_blueprint(admin.bp)
     app.register_blueprint(webhooks.bp)
+    # The site's money filters, for every blueprint's templates (the rules are in pagegrid.money).
+    app.add_template_filter(money.format_usd, "usd")
+    app.add_template_filter(money.format_per_mtok, "per_mtok")
+    app.add_template_global(money.format_per_mtok, "per_mtok")
     limiter.init_app(app)  # after the blueprints: request ids are stamped before limits run
     app.register_error_handler(HTTPException, _http_error)
     app.wsgi_app = api.SlashFolding(app.wsgi_app)

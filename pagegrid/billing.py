@@ -37,12 +37,14 @@ from pagegrid.models import LedgerEntry
 from pagegrid.models import TopUpCode
 from pagegrid.models import User
 from pagegrid.models import utcnow
+from pagegrid.money import NANOS_PER_CENT
+from pagegrid.money import NANOS_PER_USD
 from pagegrid.money import format_usd
 from pagegrid.translate.usage import Usage
 
 log = logging.getLogger(__name__)
 
-NANOS_PER_USD = 10**9
+
 @dataclass(frozen=True)
 class Price:
     """Nano-USD per token for each token kind ($X per 1M tokens = X*1000)."""
@@ -82,17 +84,6 @@ def price_per_mtok_to_nanos(text: str) -> int:
     if nanos < 0 or nanos % 10**6:
         raise ValueError(f"prices per 1M tokens have at most 3 decimals and are not negative: {text!r}")
     return nanos // 10**6
-
-
-def nanos_to_price_per_mtok(nanos_per_token: int) -> str:
-    """Render nano-USD per token as USD per 1M tokens: 6250 -> ``"6.25"``."""
-    text = f"{Decimal(nanos_per_token) / 1000:f}"
-    return text.rstrip("0").rstrip(".") if "." in text else text
-
-
-def format_nanos(nanos: int) -> str:
-    """Render nano-USD exactly, for messages and the CLI: ``$12.345678901`` (see ``pagegrid.money``)."""
-    return format_usd(nanos, exact=True, grouping=False)
 
 
 def new_request_id(prefix: str = "req") -> str:
@@ -161,7 +152,7 @@ def _refuse(user_id: int, amount_nanos: int, overdraft: str) -> None:
             f"Your wallet balance is {format_usd(balance)}. "
             "Add funds in the dashboard to keep using the API.")
     if overdraft == "none" and balance - held > 0:
-        needed = -(-amount_nanos // 10**7) * 10**7  # rounded up to the cent
+        needed = -(-amount_nanos // NANOS_PER_CENT) * NANOS_PER_CENT  # rounded up to the cent
         raise InsufficientBalance(
             f"This request needs up to {format_usd(needed)} held for its worst case, "
             f"and {format_usd(balance - held)} is available. A lower max_tokens needs less; "

@@ -28,6 +28,7 @@ from pagegrid.models import ApiKey
 from pagegrid.models import OneTimeSecret
 from pagegrid.models import Upstream
 from pagegrid.models import User
+from pagegrid.money import format_usd
 from pagegrid.settlement import settlements
 
 
@@ -121,8 +122,8 @@ def credit_command(email: str, amount_usd: str, note: str | None) -> None:
     user = _user(email)
     billing.credit(user.id, amount, note or "Credit by operator (CLI)")
     db.session.refresh(user)
-    balance = billing.format_nanos(user.balance_nanos)
-    click.echo(f"{user.email}: {billing.format_nanos(amount)} -> balance {balance}")
+    balance = format_usd(user.balance_nanos, exact=True, grouping=False)
+    click.echo(f"{user.email}: {format_usd(amount, exact=True, grouping=False)} -> balance {balance}")
 
 
 @click.command("create-key")
@@ -186,7 +187,7 @@ def set_key_limits_command(key_id: int, rpm: int | None, daily_limit: int | None
 @click.argument("email")
 def balance_command(email: str) -> None:
     """Print the exact balance: ``$12.345678901``."""
-    click.echo(billing.format_nanos(_user(email).balance_nanos))
+    click.echo(format_usd(_user(email).balance_nanos, exact=True, grouping=False))
 
 
 @click.command("release-holds")

@@ -8,7 +8,12 @@ The rule (README "Money on screen"):
 - Details (each ledger row, a request's cost, tooltips, the CLI, CSV exports) show every nano-USD:
   ``-$0.000812500``. Nothing is ever rounded there, so rows add up to the balance digit for digit.
 
+Prices are nano-USD per token and read as dollars per 1M tokens: ``$1.25``, ``$0.10``, ``$0.125``
+on pages (``format_per_mtok``), ``0.1`` in forms and JSON (``per_mtok_decimal``); both exact.
+
 Integers only: no ``Decimal`` exponent can leak into the text (``$0E-9``), no float can round.
+The app factory registers ``format_usd`` as the ``usd`` template filter and ``format_per_mtok`` as
+``per_mtok``; nothing else formats money.
 """
 
 from __future__ import annotations
@@ -34,3 +39,17 @@ def format_usd(nanos: int, *, exact: bool = False, symbol: bool = True, grouping
     sign = "-" if nanos < 0 and (whole or int(digits)) else ""
     number = f"{whole:,}" if grouping else str(whole)
     return f"{sign}{'$' if symbol else ''}{number}.{digits}"
+
+
+def per_mtok_decimal(nanos_per_token: int) -> str:
+    """A per-token price as dollars per 1M tokens, exact and without padding: 6250 -> ``"6.25"``."""
+    whole, frac = divmod(abs(int(nanos_per_token)), 1000)  # 1M tokens at n nano-USD = n/1000 USD
+    digits = f"{frac:03d}".rstrip("0")
+    sign = "-" if nanos_per_token < 0 else ""
+    return f"{sign}{whole}.{digits}" if digits else f"{sign}{whole}"
+
+
+def format_per_mtok(nanos_per_token: int) -> str:
+    """A per-token price for pages, at least to the cent: ``$1``, ``$1.25``, ``$0.10``, ``$0.125``."""
+    whole, _, cents = per_mtok_decimal(nanos_per_token).partition(".")
+    return f"${whole}.{cents.ljust(2, '0')}" if cents else f"${whole}"

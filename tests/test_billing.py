@@ -22,6 +22,8 @@ from pagegrid.keys import hash_key
 from pagegrid.models import ApiKey
 from pagegrid.models import Hold
 from pagegrid.models import utcnow
+from pagegrid.money import format_usd
+from pagegrid.money import per_mtok_decimal
 from pagegrid.translate.usage import Usage
 from tests.fake_upstream import json_response
 from tests.fake_upstream import message
@@ -48,7 +50,7 @@ def test_cost_is_exact_integer_nanos(usage, expected):
 ])
 def test_usd_amounts_parse_exactly(text, nanos):
     assert billing.usd_to_nanos(text) == nanos
-    assert billing.usd_to_nanos(billing.format_nanos(nanos)) == nanos
+    assert billing.usd_to_nanos(format_usd(nanos, exact=True, grouping=False)) == nanos
 
 
 @pytest.mark.parametrize("text", ["0.0000000001", "abc", "", "nan", "inf"])
@@ -60,8 +62,8 @@ def test_bad_amounts_are_refused(text):
 def test_list_prices_convert_to_whole_nanos_per_token():
     assert billing.price_per_mtok_to_nanos("0.10") == 100
     assert billing.price_per_mtok_to_nanos("6.25") == 6250
-    assert billing.nanos_to_price_per_mtok(6250) == "6.25"
-    assert billing.nanos_to_price_per_mtok(5000) == "5"
+    assert per_mtok_decimal(6250) == "6.25"
+    assert per_mtok_decimal(5000) == "5"
     with pytest.raises(ValueError):
         billing.price_per_mtok_to_nanos("0.0001")
 
@@ -117,7 +119,7 @@ def test_concurrent_burst_overdraft_stays_within_one_hold(app, live_server, wall
     cost = 20 * 1000 + 1000 * 5000
     hold = (len(json.dumps(body)) + bounds.OVERHEAD_TOKENS) * 2000 + 1000 * 5000
     funds = 10 * cost + cost // 2
-    user_id = wallets.user(billing.format_nanos(funds))
+    user_id = wallets.user(format_usd(funds, exact=True, grouping=False))
     key = wallets.key(user_id)
 
     def call(_: int) -> int:

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from pagegrid.billing import format_nanos
+from pagegrid.money import format_per_mtok
 from pagegrid.money import format_usd
+from pagegrid.money import per_mtok_decimal
 
 
 @pytest.mark.parametrize(("nanos", "summary", "exact"), [
@@ -26,5 +27,15 @@ def test_summary_and_exact_forms(nanos, summary, exact):
 
 
 def test_machine_forms_have_no_separators():
-    assert format_nanos(1_234_567_890_123) == "$1234.567890123"  # the CLI's `balance`
+    # the CLI's `balance`
+    assert format_usd(1_234_567_890_123, exact=True, grouping=False) == "$1234.567890123"
     assert format_usd(-1_234_567_890_123, exact=True, symbol=False, grouping=False) == "-1234.567890123"
+
+
+@pytest.mark.parametrize(("nanos_per_token", "decimal", "page"), [
+    (0, "0", "$0"), (100, "0.1", "$0.10"), (125, "0.125", "$0.125"), (1000, "1", "$1"),
+    (1250, "1.25", "$1.25"), (6250, "6.25", "$6.25"), (100_000_000, "100000", "$100000"),
+])
+def test_prices_per_million_tokens(nanos_per_token, decimal, page):
+    assert per_mtok_decimal(nanos_per_token) == decimal
+    assert format_per_mtok(nanos_per_token) == page

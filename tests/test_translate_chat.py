@@ -25,15 +25,15 @@ from pydantic import BaseModel
 from pydantic import TypeAdapter
 
 from pagegrid.errors import InvalidRequest
-from pagegrid.translate.chat import CHAT_FIELDS
-from pagegrid.translate.chat import anthropic_message_to_openai_chat
-from pagegrid.translate.chat import openai_chat_request_to_anthropic
-from pagegrid.translate.chat_stream import AnthropicToOpenAIChatStream
-from pagegrid.translate.chat_stream import OpenAIChatToAnthropicStream
-from pagegrid.translate.chat_upstream import ANTHROPIC_FIELDS
-from pagegrid.translate.chat_upstream import ANTHROPIC_IGNORED_FIELDS
-from pagegrid.translate.chat_upstream import anthropic_request_to_openai_chat
-from pagegrid.translate.chat_upstream import openai_chat_to_anthropic_message
+from pagegrid.translate.chat_to_messages import CHAT_FIELDS
+from pagegrid.translate.chat_to_messages import anthropic_message_to_openai_chat
+from pagegrid.translate.chat_to_messages import openai_chat_request_to_anthropic
+from pagegrid.translate.chat_to_messages_stream import OpenAIChatToAnthropicStream
+from pagegrid.translate.messages_to_chat import ANTHROPIC_FIELDS
+from pagegrid.translate.messages_to_chat import ANTHROPIC_IGNORED_FIELDS
+from pagegrid.translate.messages_to_chat import anthropic_request_to_openai_chat
+from pagegrid.translate.messages_to_chat import openai_chat_to_anthropic_message
+from pagegrid.translate.messages_to_chat_stream import AnthropicToOpenAIChatStream
 
 DATA = Path(__file__).parent / "data"
 CLAUDE = "claude-up"

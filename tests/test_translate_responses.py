@@ -23,11 +23,11 @@ from openai.types.responses.response_create_params import ResponseCreateParamsSt
 from pydantic import TypeAdapter
 
 from pagegrid.errors import InvalidRequest
-from pagegrid.translate.responses import RESPONSES_FIELDS
-from pagegrid.translate.responses import THINKING_PREFIX
-from pagegrid.translate.responses import anthropic_message_to_openai_response
-from pagegrid.translate.responses import openai_responses_request_to_anthropic
-from pagegrid.translate.responses_stream import AnthropicToOpenAIResponsesStream
+from pagegrid.translate.messages_to_responses_stream import AnthropicToOpenAIResponsesStream
+from pagegrid.translate.responses_to_messages import RESPONSES_FIELDS
+from pagegrid.translate.responses_to_messages import anthropic_message_to_openai_response
+from pagegrid.translate.responses_to_messages import openai_responses_request_to_anthropic
+from pagegrid.translate.responses_to_messages_input import THINKING_PREFIX
 
 DATA = Path(__file__).parent / "data"
 UPSTREAM = "claude-sonnet-4-6"

@@ -50,6 +50,8 @@ from pagegrid.models import TopUpCode
 from pagegrid.models import Upstream
 from pagegrid.models import User
 from pagegrid.models import utcnow
+from pagegrid.money import format_usd
+from pagegrid.money import per_mtok_decimal
 from pagegrid.pool import pool
 
 PER_PAGE = 50
@@ -222,8 +224,9 @@ def user_credit(user_id: int) -> str | Response:
     billing.credit(user.id, amount, form.note.data.strip())
     balance = db.session.scalar(select(User.balance_nanos).where(User.id == user.id))
     verb = "Credited" if amount > 0 else "Debited"
-    flash(f"{verb} {billing.format_nanos(abs(amount))} ({'to' if amount > 0 else 'from'} {user.email}). "
-          f"New balance: {billing.format_nanos(balance)}.", "success")
+    flash(f"{verb} {format_usd(abs(amount), exact=True, grouping=False)} "
+          f"({'to' if amount > 0 else 'from'} {user.email}). "
+          f"New balance: {format_usd(balance, exact=True, grouping=False)}.", "success")
     return redirect(url_for("admin.user_detail", user_id=user.id))
 
 
@@ -241,7 +244,8 @@ def topup_codes() -> str:
         row, code = billing.create_topup_code(billing.usd_to_nanos(form.amount.data),
                                               note=(form.note.data or "").strip() or None,
                                               expires_at=expires_at, created_by=current_user.id)
-        flash(f"Top-up code …{row.hint} for {billing.format_nanos(row.amount_nanos)} created.", "success")
+        flash(f"Top-up code …{row.hint} for {format_usd(row.amount_nanos, exact=True, grouping=False)} "
+              "created.", "success")
         form = TopUpCodeForm(formdata=None)
     elif form.errors:
         _form_failed()
@@ -261,7 +265,7 @@ def topup_codes() -> str:
 def models() -> str:
     """Every catalog model, active or not, with its prices."""
     page = _page(select(CatalogModel).order_by(CatalogModel.provider, CatalogModel.id))
-    return render_template("admin/models.html", page=page, price=billing.nanos_to_price_per_mtok)
+    return render_template("admin/models.html", page=page)
 
 
 def _model_data(model: CatalogModel) -> dict:
@@ -270,7 +274,7 @@ def _model_data(model: CatalogModel) -> dict:
         "active")}
     data["aliases"] = ", ".join(model.aliases or [])
     for name in PRICE_FIELDS:
-        data[name] = billing.nanos_to_price_per_mtok(getattr(model, f"{name}_nanos"))
+        data[name] = per_mtok_decimal(getattr(model, f"{name}_nanos"))
     return data
 
 

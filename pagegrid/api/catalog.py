@@ -7,7 +7,6 @@ from flask import jsonify
 from flask import request
 
 from pagegrid.api import bp
-from pagegrid.billing import nanos_to_price_per_mtok
 from pagegrid.catalog import TOOL_FEES
 from pagegrid.catalog import ModelEntry
 from pagegrid.catalog import catalog
@@ -15,12 +14,13 @@ from pagegrid.errors import ModelNotFound
 from pagegrid.keys import KeyContext
 from pagegrid.keys import authenticate
 from pagegrid.keys import key_from_headers
+from pagegrid.money import per_mtok_decimal
 from pagegrid.pool import upstream_label
 
 
 def _price(nanos: int) -> float:
     # Prices have at most three decimals in $/1M, so the float prints exactly.
-    return float(nanos_to_price_per_mtok(nanos))
+    return float(per_mtok_decimal(nanos))
 
 
 def model_json(model: ModelEntry, upstream: str) -> dict:

@@ -23,9 +23,9 @@ from pagegrid.api.streams import chat_error
 from pagegrid.api.streams import frame_chat
 from pagegrid.catalog import ModelEntry
 from pagegrid.errors import InvalidRequest
-from pagegrid.translate.chat import anthropic_message_to_openai_chat
-from pagegrid.translate.chat import openai_chat_request_to_anthropic
-from pagegrid.translate.chat_stream import AnthropicToOpenAIChatStream
+from pagegrid.translate.chat_to_messages import anthropic_message_to_openai_chat
+from pagegrid.translate.chat_to_messages import openai_chat_request_to_anthropic
+from pagegrid.translate.messages_to_chat_stream import AnthropicToOpenAIChatStream
 from pagegrid.translate.usage import AnthropicUsageMeter
 from pagegrid.translate.usage import OpenAIChatUsageMeter
 from pagegrid.translate.usage import Usage

@@ -20,9 +20,9 @@ from pagegrid.api.streams import anthropic_error
 from pagegrid.api.streams import frame_named
 from pagegrid.catalog import ModelEntry
 from pagegrid.errors import InvalidRequest
-from pagegrid.translate.chat_stream import OpenAIChatToAnthropicStream
-from pagegrid.translate.chat_upstream import anthropic_request_to_openai_chat
-from pagegrid.translate.chat_upstream import openai_chat_to_anthropic_message
+from pagegrid.translate.chat_to_messages_stream import OpenAIChatToAnthropicStream
+from pagegrid.translate.messages_to_chat import anthropic_request_to_openai_chat
+from pagegrid.translate.messages_to_chat import openai_chat_to_anthropic_message
 from pagegrid.translate.usage import AnthropicUsageMeter
 from pagegrid.translate.usage import OpenAIChatUsageMeter
 from pagegrid.translate.usage import Usage

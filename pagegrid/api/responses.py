@@ -23,9 +23,9 @@ from pagegrid.api.streams import frame_typed
 from pagegrid.api.streams import responses_error
 from pagegrid.catalog import ModelEntry
 from pagegrid.errors import InvalidRequest
-from pagegrid.translate.responses import anthropic_message_to_openai_response
-from pagegrid.translate.responses import openai_responses_request_to_anthropic
-from pagegrid.translate.responses_stream import AnthropicToOpenAIResponsesStream
+from pagegrid.translate.messages_to_responses_stream import AnthropicToOpenAIResponsesStream
+from pagegrid.translate.responses_to_messages import anthropic_message_to_openai_response
+from pagegrid.translate.responses_to_messages import openai_responses_request_to_anthropic
 from pagegrid.translate.usage import AnthropicUsageMeter
 from pagegrid.translate.usage import OpenAIResponsesUsageMeter
 from pagegrid.translate.usage import Usage

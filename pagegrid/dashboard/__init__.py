@@ -13,7 +13,6 @@ from flask_login import login_required
 
 from pagegrid import ledger
 from pagegrid.catalog import catalog
-from pagegrid.money import format_usd
 from pagegrid.pool import upstream_label
 
 bp = Blueprint("dashboard", __name__)
@@ -50,13 +49,6 @@ def overview() -> str:
     recent = ledger.history(current_user.id, ledger.Filters(), page=1, per_page=8)
     return render_template("dashboard/overview.html", summary=summary, recent=recent,
                            labels=ledger.key_labels(current_user.id))
-
-
-@bp.app_template_filter("usd")
-def usd(nanos: int, exact: bool = False) -> str:
-    """The site's one money filter: ``{{ n|usd }}`` → ``$12.35``, ``{{ n|usd(exact=True) }}`` →
-    ``$12.345678901`` (the rule is in ``pagegrid.money``)."""
-    return format_usd(nanos, exact=exact)
 
 
 # Views register themselves on ``bp``.

@@ -25,7 +25,9 @@ from pagegrid.catalog import ModelEntry
 from pagegrid.catalog import catalog
 from pagegrid.dashboard import bp
 from pagegrid.dashboard.forms import KeyLimitsForm
+from pagegrid.money import format_per_mtok
 from pagegrid.money import format_usd
+from pagegrid.money import per_mtok_decimal
 from pagegrid.pool import upstream_label
 from pagegrid.translate.usage import Usage
 
@@ -58,19 +60,6 @@ def base_url() -> str:
     return (configured or request.host_url).rstrip("/")
 
 
-@bp.app_template_filter("per_mtok")
-def per_mtok(nanos_per_token: int) -> str:
-    """A per-token price as dollars per 1M tokens: ``$1``, ``$1.25``, ``$0.10``, ``$0.125``."""
-    text = billing.nanos_to_price_per_mtok(nanos_per_token)
-    whole, _, cents = text.partition(".")
-    return f"${whole}.{cents.ljust(2, '0')}" if cents else f"${whole}"
-
-
-def exact_usd(nanos: int) -> str:
-    """An exact amount, as ledger rows show it: ``$0.012345600``."""
-    return format_usd(nanos, exact=True)
-
-
 def example_model(models: list[ModelEntry], provider: str) -> ModelEntry | None:
     """The model the snippets use for ``provider``."""
     mine = [m for m in models if m.provider == provider]
@@ -81,7 +70,7 @@ def _hold(model: ModelEntry | None, body_bytes: int, max_tokens: int) -> str | N
     if model is None:
         return None
     body = {"max_tokens": max_tokens, "messages": []}
-    return exact_usd(bounds.anthropic_messages(body, body_bytes, model).nanos(model))
+    return format_usd(bounds.anthropic_messages(body, body_bytes, model).nanos(model), exact=True)
 
 
 def _openclaw_model(model: ModelEntry) -> dict:
@@ -95,7 +84,7 @@ def _openclaw_model(model: ModelEntry) -> dict:
 
 def _dollars(nanos_per_token: int) -> int | float:
     # At most three decimals per 1M tokens, so the float prints exactly.
-    value = float(billing.nanos_to_price_per_mtok(nanos_per_token))
+    value = float(per_mtok_decimal(nanos_per_token))
     return int(value) if value.is_integer() else value
 
 
@@ -147,9 +136,10 @@ def _wallet_example(model: ModelEntry | None) -> dict | None:
                   cache_creation_input_tokens=counts["cache_write"] + counts["cache_write_1h"],
                   cache_creation_1h_input_tokens=counts["cache_write_1h"],
                   cache_read_input_tokens=counts["cache_read"])
-    lines = [(label, tokens, per_mtok(rate), exact_usd(tokens * rate)) for label, tokens, rate in rows]
+    lines = [(label, tokens, format_per_mtok(rate), format_usd(tokens * rate, exact=True))
+             for label, tokens, rate in rows]
     return {"model": model, "counts": counts, "rows": lines,
-            "total": exact_usd(billing.cost_nanos(usage, price))}
+            "total": format_usd(billing.cost_nanos(usage, price), exact=True)}
 
 
 def _mebibytes(size: int | None) -> str:
@@ -175,7 +165,6 @@ def _context(name: str) -> dict:
         "gpt": gpt.id if gpt else PREFERRED["openai"],
         "claude_models": [m for m in models if m.provider == "anthropic"],
         "gpt_models": [m for m in models if m.provider == "openai"],
-        "per_mtok": per_mtok,
         "claude_code_model": claude_code_model,
         "claude_code_hold": _hold(claude_code_model, CLAUDE_CODE_BODY_BYTES, CLAUDE_CODE_MAX_TOKENS),
         "small_hold": _hold(claude, 2_000, 1_024),

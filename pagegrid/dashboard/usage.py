@@ -8,8 +8,8 @@ from flask_login import login_required
 
 from pagegrid import ledger
 from pagegrid.dashboard import bp
-from pagegrid.dashboard import usd
 from pagegrid.dashboard.charts import bar_chart
+from pagegrid.money import format_usd
 
 DAYS = 30
 
@@ -21,7 +21,7 @@ def usage() -> str:
     days = ledger.daily_usage(current_user.id, DAYS)
     totals = {field: sum(d[field] for d in days) for field in ("spend_nanos", "tokens", "requests")}
     spend_chart = bar_chart([(d["day"], d["spend_nanos"]) for d in days], title="Spend per day",
-                            describe=lambda v: usd(v, exact=True), axis=usd)
+                            describe=lambda v: format_usd(v, exact=True), axis=format_usd)
     token_chart = bar_chart([(d["day"], d["tokens"]) for d in days], title="Tokens per day",
                             describe=lambda v: f"{v:,}")
     return render_template("dashboard/usage.html", days=days, totals=totals, spend_chart=spend_chart,

@@ -90,22 +90,23 @@ def _details(usage: dict, field: str) -> dict:
     return value if isinstance(value, dict) else {}
 
 
+def _usage_from_openai(usage: dict | None, prompt_field: str, output_field: str) -> Usage:
+    # OpenAI's prompt count includes the cached part, which is billed as cache reads.
+    usage = usage or {}
+    cached = _int(_details(usage, f"{prompt_field}_details").get("cached_tokens"))
+    prompt = _int(usage.get(prompt_field))
+    return Usage(input_tokens=max(0, prompt - cached), output_tokens=_int(usage.get(output_field)),
+                 cache_read_input_tokens=min(cached, prompt))
+
+
 def usage_from_openai_chat(usage: dict | None) -> Usage:
     """Read Chat Completions usage: ``prompt_tokens`` include the cached part, billed as reads."""
-    usage = usage or {}
-    cached = _int(_details(usage, "prompt_tokens_details").get("cached_tokens"))
-    prompt = _int(usage.get("prompt_tokens"))
-    return Usage(input_tokens=max(0, prompt - cached), output_tokens=_int(usage.get("completion_tokens")),
-                 cache_read_input_tokens=min(cached, prompt))
+    return _usage_from_openai(usage, "prompt_tokens", "completion_tokens")
 
 
 def usage_from_openai_responses(usage: dict | None) -> Usage:
     """Read Responses API usage: ``input_tokens`` include the cached part, billed as reads."""
-    usage = usage or {}
-    cached = _int(_details(usage, "input_tokens_details").get("cached_tokens"))
-    prompt = _int(usage.get("input_tokens"))
-    return Usage(input_tokens=max(0, prompt - cached), output_tokens=_int(usage.get("output_tokens")),
-                 cache_read_input_tokens=min(cached, prompt))
+    return _usage_from_openai(usage, "input_tokens", "output_tokens")
 
 
 def usage_to_openai_chat(usage: Usage) -> dict:

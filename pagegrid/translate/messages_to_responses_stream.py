@@ -23,9 +23,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from dataclasses import field
 
-from pagegrid.translate.responses import anthropic_block_to_openai_item
-from pagegrid.translate.responses import anthropic_message_to_openai_response
-from pagegrid.translate.responses import openai_item_id
+from pagegrid.translate.responses_to_messages import anthropic_block_to_openai_item
+from pagegrid.translate.responses_to_messages import anthropic_message_to_openai_response
+from pagegrid.translate.responses_to_messages import openai_item_id
 
 # ResponseError.code is a closed set in the openai SDK; everything else is a retryable server_error.
 FAILED_CODES = {"rate_limit_error": "rate_limit_exceeded", "invalid_request_error": "invalid_prompt"}

@@ -5,7 +5,7 @@ with a 400. Block-level details: ``cache_control`` is stripped everywhere (OpenA
 itself), ``thinking`` and ``redacted_thinking`` blocks are dropped (only Claude can read them back), a
 tool result's ``is_error`` flag has no Chat Completions field and is left out (the result text stays), and
 images inside tool results move to a user message right after the tool messages, because Chat Completions
-tool messages hold text only.
+tool messages hold text only. This route's stream is ``chat_to_messages_stream``.
 """
 
 from __future__ import annotations
@@ -13,8 +13,15 @@ from __future__ import annotations
 import json
 
 from pagegrid.errors import InvalidRequest
-from pagegrid.translate.chat import FINISH_REASONS_TO_ANTHROPIC
-from pagegrid.translate.chat import compact_json
+from pagegrid.translate.fields import check_bool
+from pagegrid.translate.fields import positive_int
+from pagegrid.translate.fields import present_fields
+from pagegrid.translate.fields import refusal
+from pagegrid.translate.images import anthropic_image_url
+from pagegrid.translate.thinking import effort_for_budget
+from pagegrid.translate.tools import ANTHROPIC_TO_OPENAI_TOOL_CHOICE
+from pagegrid.translate.tools import openai_tool_call
+from pagegrid.translate.turns import group_turns
 from pagegrid.translate.usage import usage_from_openai_chat
 from pagegrid.translate.usage import usage_to_anthropic
 
@@ -52,19 +59,17 @@ ANTHROPIC_IGNORED_FIELDS = tuple(name for name, what in ANTHROPIC_FIELDS.items()
                                  if what.startswith("ignored"))
 TOOL_KEYS = {"name", "description", "input_schema", "type", "strict", "cache_control",
              "eager_input_streaming"}
-TOOL_CHOICES = {"auto": "auto", "any": "required", "none": "none"}
+FINISH_REASONS_TO_ANTHROPIC = {"stop": "end_turn", "length": "max_tokens", "tool_calls": "tool_use",
+                               "function_call": "tool_use", "content_filter": "refusal"}
 
 
 def _refuse(name: str) -> InvalidRequest:
-    reason = ANTHROPIC_FIELDS[name].split(": ", 1)[1]
-    return InvalidRequest(f"Unsupported value for '{name}': {reason}.", param=name)
+    return refusal(ANTHROPIC_FIELDS, name)
 
 
 def anthropic_request_to_openai_chat(body: dict, *, upstream_model: str) -> dict:
     """Translate a Messages request into a Chat Completions request for ``upstream_model``."""
-    if not isinstance(body, dict):
-        raise InvalidRequest("The request body must be a JSON object.")
-    body = {name: value for name, value in body.items() if value is not None}
+    body = present_fields(body)
     for name in body:
         if name not in ANTHROPIC_FIELDS:
             raise InvalidRequest(f"Unsupported parameter: '{name}' is not supported for this model.",
@@ -82,10 +87,7 @@ def anthropic_request_to_openai_chat(body: dict, *, upstream_model: str) -> dict
     if "system" in body:
         system = [(block, f"system[{j}]") for j, block in enumerate(_blocks(body["system"], "system"))]
         out["messages"] = _system_messages(system) + out["messages"]
-    max_tokens = body.get("max_tokens")
-    if not isinstance(max_tokens, int) or isinstance(max_tokens, bool) or max_tokens < 1:
-        raise InvalidRequest("'max_tokens' must be a positive integer.", param="max_tokens")
-    out["max_completion_tokens"] = max_tokens
+    out["max_completion_tokens"] = positive_int(body.get("max_tokens"), "max_tokens")
     for name in ("temperature", "top_p"):
         value = body.get(name)
         if value is not None:
@@ -112,8 +114,7 @@ def anthropic_request_to_openai_chat(body: dict, *, upstream_model: str) -> dict
     if effort:
         out["reasoning_effort"] = effort
     if "stream" in body:
-        if not isinstance(body["stream"], bool):
-            raise InvalidRequest("'stream' must be a boolean.", param="stream")
+        check_bool(body["stream"], "stream")
         out["stream"] = body["stream"]
         if body["stream"]:
             out["stream_options"] = {"include_usage": True}
@@ -130,7 +131,7 @@ def _reasoning_effort(thinking: object) -> str | None:
     if not isinstance(budget, int) or isinstance(budget, bool) or budget < 1:
         raise InvalidRequest("'thinking' must be disabled, adaptive, between_tools, or enabled with a "
                              "positive budget_tokens.", param="thinking")
-    return "low" if budget <= 2048 else "medium" if budget <= 8192 else "high"
+    return effort_for_budget(budget)
 
 
 def _blocks(content: object, param: str) -> list[dict]:
@@ -177,24 +178,16 @@ def _messages(messages: object) -> list[dict]:
             raise InvalidRequest(f"Unknown message role {role!r}.", param=f"{param}.role")
         if set(message) - {"role", "content"}:
             raise InvalidRequest("A message holds only role and content.", param=param)
-        blocks = [(block, f"{param}.content[{j}]")
-                  for j, block in enumerate(_blocks(message.get("content"), f"{param}.content"))]
-        if turns and turns[-1][0] == role != "system":
-            turns[-1][1].extend(blocks)
-        else:
-            turns.append((role, blocks))
+        turns.append((role, [(block, f"{param}.content[{j}]")
+                             for j, block in enumerate(_blocks(message.get("content"), f"{param}.content"))]))
     convert = {"system": _system_messages, "user": _user_messages, "assistant": _assistant_messages}
-    return [message for role, blocks in turns for message in convert[role](blocks)]
+    return [message for role, blocks in group_turns(turns, apart=("system",))
+            for message in convert[role](blocks)]
 
 
 def _image_part(block: dict, param: str) -> dict:
-    source = block.get("source") if isinstance(block.get("source"), dict) else {}
-    data, media_type = source.get("data"), source.get("media_type")
-    if source.get("type") == "base64" and isinstance(data, str) and isinstance(media_type, str):
-        url = f"data:{media_type};base64,{data}"
-    elif source.get("type") == "url" and isinstance(source.get("url"), str):
-        url = source["url"]
-    else:
+    url = anthropic_image_url(block)
+    if url is None:
         raise InvalidRequest("Images must be base64 or url sources for this model.", param=f"{param}.source")
     return {"type": "image_url", "image_url": {"url": url}}
 
@@ -242,9 +235,7 @@ def _assistant_messages(blocks: list[tuple[dict, str]]) -> list[dict]:
         elif kind == "tool_use":
             if not isinstance(block.get("id"), str) or not isinstance(block.get("name"), str):
                 raise InvalidRequest("A tool_use block needs its id and name.", param=block_param)
-            arguments = compact_json(block.get("input") or {})
-            calls.append({"id": block["id"], "type": "function",
-                          "function": {"name": block["name"], "arguments": arguments}})
+            calls.append(openai_tool_call(block["id"], block["name"], block.get("input") or {}))
         elif kind not in ("thinking", "redacted_thinking"):
             raise InvalidRequest(f"Content block type {kind!r} is not supported for this model.",
                                  param=block_param)
@@ -286,8 +277,8 @@ def _tool_choice(choice: object, has_tools: bool) -> dict:
     kind = choice.get("type") if isinstance(choice, dict) else None
     if kind == "tool" and isinstance(choice.get("name"), str):
         mapped: str | dict = {"type": "function", "function": {"name": choice["name"]}}
-    elif isinstance(kind, str) and kind in TOOL_CHOICES:
-        mapped = TOOL_CHOICES[kind]
+    elif isinstance(kind, str) and kind in ANTHROPIC_TO_OPENAI_TOOL_CHOICE:
+        mapped = ANTHROPIC_TO_OPENAI_TOOL_CHOICE[kind]
     else:
         raise InvalidRequest("'tool_choice' must be auto, any, none, or tool with a name.",
                              param="tool_choice")

@@ -6,14 +6,11 @@ import base64
 import json
 
 from pagegrid.errors import InvalidRequest
+from pagegrid.translate.images import openai_image_url_to_anthropic
+from pagegrid.translate.turns import text_block
 
+# Claude's signed thinking travels through the client inside a reasoning item's encrypted_content.
 THINKING_PREFIX = "pagegrid-thinking-v1:"
-_IMAGE_TYPES = ("image/jpeg", "image/png", "image/gif", "image/webp")
-
-
-def text_block(text: str) -> dict:
-    """A Messages API text block."""
-    return {"type": "text", "text": text}
 
 
 def item_kind(value: object, default: str | None = None) -> str | None:
@@ -99,18 +96,7 @@ def _image(part: dict, at: str) -> dict:
     if part.get("file_id") is not None:
         raise InvalidRequest("input_image with 'file_id' is not supported: PageGrid stores no files; send "
                              "'image_url' as a data: or https: URL.", param=f"{at}.file_id")
-    url = part.get("image_url")
-    if isinstance(url, str) and url.startswith("data:"):
-        header, comma, data = url[5:].partition(",")
-        params = header.split(";")
-        media_type = params[0].lower()
-        if comma and data and params[-1] == "base64" and media_type in _IMAGE_TYPES:
-            return {"type": "image", "source": {"type": "base64", "media_type": media_type, "data": data}}
-        raise InvalidRequest("An image data URL must be base64 image/jpeg, image/png, image/gif or "
-                             "image/webp.", param=f"{at}.image_url")
-    if isinstance(url, str) and url.startswith(("https://", "http://")):
-        return {"type": "image", "source": {"type": "url", "url": url}}
-    raise InvalidRequest("input_image needs 'image_url' as a data: or https: URL.", param=f"{at}.image_url")
+    return openai_image_url_to_anthropic(part.get("image_url"), f"{at}.image_url")
 
 
 def required_str(item: dict, key: str, at: str) -> str:
@@ -145,6 +131,13 @@ def _tool_result(item: dict, at: str) -> dict:
     return block
 
 
+def seal_thinking(block: dict) -> str:
+    """A thinking or redacted_thinking block as a reasoning item's ``encrypted_content``."""
+    sealed = {k: block[k] for k in ("type", "thinking", "signature", "data") if k in block}
+    return THINKING_PREFIX + base64.urlsafe_b64encode(
+        json.dumps(sealed, separators=(",", ":")).encode()).decode()
+
+
 def _unseal(value: object, at: str) -> dict | None:
     """The thinking block PageGrid sealed into ``encrypted_content``; None if it is not ours."""
     if not isinstance(value, str) or not value.startswith(THINKING_PREFIX):
@@ -159,34 +152,3 @@ def _unseal(value: object, at: str) -> dict | None:
         raise InvalidRequest("This reasoning item's encrypted_content was altered; send it back as it was "
                              "received.", param=at)
     return block
-
-
-def merge_turns(entries: list[tuple[str, dict]]) -> list[dict]:
-    """Entries as alternating turns; a user turn starts with its tool results, as Claude requires."""
-    messages: list[dict] = []
-    for role, block in entries:
-        if messages and messages[-1]["role"] == role:
-            messages[-1]["content"].append(block)
-        else:
-            messages.append({"role": role, "content": [block]})
-    for message in messages:
-        if message["role"] == "user":
-            message["content"].sort(key=lambda block: block["type"] != "tool_result")
-    return messages
-
-
-def tool_turn_lacks_thinking(messages: list[dict]) -> bool:
-    """Whether a tool-use turn is under way whose first assistant message has no thinking block.
-
-    Claude refuses such a request while thinking is on: the turn's thinking must come back signed.
-    """
-    def has_results(message: dict) -> bool:
-        """Whether a message carries tool results."""
-        return any(block["type"] == "tool_result" for block in message["content"])
-
-    if not messages or messages[-1]["role"] != "user" or not has_results(messages[-1]):
-        return False
-    start = next((i + 1 for i in range(len(messages) - 1, -1, -1)
-                  if messages[i]["role"] == "user" and not has_results(messages[i])), 0)
-    first = next((m for m in messages[start:] if m["role"] == "assistant"), None)
-    return first is not None and first["content"][0]["type"] not in ("thinking", "redacted_thinking")

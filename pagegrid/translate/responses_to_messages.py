@@ -20,18 +20,26 @@ are bookkeeping and are ignored: ``id``, ``status``, ``phase``, ``namespace``, `
 
 from __future__ import annotations
 
-import base64
-import json
-
 from pagegrid.errors import InvalidRequest
-from pagegrid.translate.responses_input import THINKING_PREFIX
-from pagegrid.translate.responses_input import item_kind
-from pagegrid.translate.responses_input import listed
-from pagegrid.translate.responses_input import merge_turns
-from pagegrid.translate.responses_input import openai_responses_input_to_anthropic
-from pagegrid.translate.responses_input import required_str
-from pagegrid.translate.responses_input import text_block
-from pagegrid.translate.responses_input import tool_turn_lacks_thinking
+from pagegrid.translate.fields import check_bool
+from pagegrid.translate.fields import is_int
+from pagegrid.translate.fields import positive_int
+from pagegrid.translate.responses_to_messages_input import item_kind
+from pagegrid.translate.responses_to_messages_input import listed
+from pagegrid.translate.responses_to_messages_input import openai_responses_input_to_anthropic
+from pagegrid.translate.responses_to_messages_input import required_str
+from pagegrid.translate.responses_to_messages_input import seal_thinking
+from pagegrid.translate.thinking import NO_THINKING
+from pagegrid.translate.thinking import THINKING_BUDGETS
+from pagegrid.translate.thinking import check_thinking_compatible
+from pagegrid.translate.thinking import enable_thinking
+from pagegrid.translate.thinking import tool_turn_lacks_thinking
+from pagegrid.translate.tools import OPENAI_TO_ANTHROPIC_TOOL_CHOICE
+from pagegrid.translate.tools import anthropic_tool
+from pagegrid.translate.tools import compact_json
+from pagegrid.translate.tools import with_parallel
+from pagegrid.translate.turns import anthropic_turns
+from pagegrid.translate.turns import text_block
 from pagegrid.translate.usage import usage_from_anthropic
 from pagegrid.translate.usage import usage_to_openai_responses
 
@@ -85,16 +93,12 @@ RESPONSES_FIELDS: dict[str, str] = {
     "background_options": "rejected: background responses must be stored",
 }
 
-# Every effort fits the smallest output limit of a Claude thinking model (32000) with room to answer.
-THINKING_BUDGETS = {"low": 1024, "medium": 4096, "high": 16384, "xhigh": 24576, "max": 30720}
 DROPPED_TOOL_TYPES = frozenset({
     "web_search", "web_search_2025_08_26", "web_search_preview", "web_search_preview_2025_03_11",
     "namespace", "file_search", "computer", "computer_use", "computer_use_preview", "local_shell", "shell",
     "code_interpreter", "image_generation", "mcp", "custom", "apply_patch", "tool_search",
     "programmatic_tool_calling",
 })
-# Claude's signed thinking travels through the client inside a reasoning item's encrypted_content.
-_EMPTY_SCHEMA = {"type": "object", "properties": {}}
 _INCOMPLETE = {"max_tokens": "max_output_tokens", "model_context_window_exceeded": "max_output_tokens",
                "refusal": "content_filter"}
 
@@ -125,19 +129,17 @@ def openai_responses_request_to_anthropic(body: dict, *, upstream_model: str,
     tool_choice = _tool_choice(fields.get("tool_choice"), tools, dropped, fields.get("parallel_tool_calls"),
                                notes)
     budget = _thinking_budget(fields.get("reasoning"))
-    messages = merge_turns(entries)
+    messages = anthropic_turns(entries)
     if budget and tool_turn_lacks_thinking(messages):
         budget = None
         notes.append("thinking disabled: the tool-use turn in progress has no Claude thinking block to "
                      "send back (its reasoning items did not come from PageGrid)")
     if not budget:
         entries = [(role, b) for role, b in entries if b["type"] not in ("thinking", "redacted_thinking")]
-        messages = merge_turns(entries)
+        messages = anthropic_turns(entries)
     if not messages:
         raise InvalidRequest("'input' has no user or assistant content.", param="input")
-    max_tokens = fields.get("max_output_tokens", default_max_tokens)
-    if not _is_int(max_tokens) or max_tokens < 1:
-        raise InvalidRequest("'max_output_tokens' must be a positive integer.", param="max_output_tokens")
+    max_tokens = positive_int(fields.get("max_output_tokens", default_max_tokens), "max_output_tokens")
     request: dict = {"model": upstream_model, "max_tokens": max_tokens, "messages": messages}
     if system:
         request["system"] = system
@@ -149,12 +151,10 @@ def openai_responses_request_to_anthropic(body: dict, *, upstream_model: str,
         if name in fields:
             request[name] = fields[name]
     if budget:
-        _check_thinking_compatible(request)
-        request["thinking"] = {"type": "enabled", "budget_tokens": budget}
-        if max_tokens <= budget:
-            request["max_tokens"] = budget + 1024
-            notes.append(f"max_tokens raised from {max_tokens} to {budget + 1024} for a thinking budget of "
-                         f"{budget} tokens")
+        check_thinking_compatible(request, "reasoning.effort")
+        if enable_thinking(request, budget) is not None:
+            notes.append(f"max_tokens raised from {max_tokens} to {request['max_tokens']} for a thinking "
+                         f"budget of {budget} tokens")
     return request, notes
 
 
@@ -196,9 +196,7 @@ def anthropic_block_to_openai_item(block: dict, *, response_id: str, output_inde
         item: dict = {"id": openai_item_id("rs", response_id, output_index), "type": "reasoning",
                       "summary": [{"type": "summary_text", "text": text}] if text else []}
         if block.get("signature") or block.get("data"):
-            sealed = {k: block[k] for k in ("type", "thinking", "signature", "data") if k in block}
-            item["encrypted_content"] = THINKING_PREFIX + base64.urlsafe_b64encode(
-                json.dumps(sealed, separators=(",", ":")).encode()).decode()
+            item["encrypted_content"] = seal_thinking(block)
         return item
     return None
 
@@ -214,7 +212,7 @@ def anthropic_usage_to_openai_responses(usage: dict | None) -> dict:
     result = usage_to_openai_responses(counted)
     result["input_tokens_details"].setdefault("cache_write_tokens", counted.cache_creation_input_tokens)
     thinking = ((usage or {}).get("output_tokens_details") or {}).get("thinking_tokens")
-    if _is_int(thinking) and thinking > 0:
+    if is_int(thinking) and thinking > 0:
         result["output_tokens_details"]["reasoning_tokens"] = min(thinking, result["output_tokens"])
     return result
 
@@ -223,12 +221,7 @@ def _arguments(value: object) -> str:
     """Function-call arguments as JSON text: streamed text verbatim, a parsed input compactly."""
     if isinstance(value, str):
         return value if value.strip() else "{}"
-    return json.dumps(value if value is not None else {}, separators=(",", ":"), ensure_ascii=False)
-
-
-def _is_int(value: object) -> bool:
-    """Whether ``value`` is an int and not a bool."""
-    return isinstance(value, int) and not isinstance(value, bool)
+    return compact_json(value if value is not None else {})
 
 
 def _check_options(fields: dict) -> None:
@@ -243,8 +236,7 @@ def _check_options(fields: dict) -> None:
         if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0 <= value <= 1:
             raise InvalidRequest(f"'{name}' must be a number from 0 to 1{why}.", param=name)
     for name in ("stream", "parallel_tool_calls"):
-        if not isinstance(fields.get(name, False), bool):
-            raise InvalidRequest(f"'{name}' must be a boolean.", param=name)
+        check_bool(fields.get(name, False), name)
     text = fields.get("text", {})
     if not isinstance(text, dict) or set(text) - {"format", "verbosity"}:
         raise InvalidRequest("'text' supports only 'format' and 'verbosity'.", param="text")
@@ -271,25 +263,12 @@ def _thinking_budget(reasoning: object) -> int | None:
             raise InvalidRequest(f"'reasoning.{key}' must be one of {', '.join(map(str, values[1:]))}.",
                                  param=f"reasoning.{key}")
     effort = reasoning.get("effort")
-    if effort in (None, "none", "minimal"):
+    if effort is None or effort in NO_THINKING:
         return None
     if not isinstance(effort, str) or effort not in THINKING_BUDGETS:
         raise InvalidRequest("'reasoning.effort' must be none, minimal, low, medium, high, xhigh or max.",
                              param="reasoning.effort")
     return THINKING_BUDGETS[effort]
-
-
-def _check_thinking_compatible(request: dict) -> None:
-    """Reject options Claude refuses with thinking on: clearer here than as the upstream's 400."""
-    if request.get("temperature", 1) != 1:
-        raise InvalidRequest("'temperature' must be 1 (or absent) when 'reasoning.effort' turns on Claude's "
-                             "thinking.", param="temperature")
-    if not 0.95 <= request.get("top_p", 1) <= 1:
-        raise InvalidRequest("'top_p' must be 0.95-1 (or absent) when 'reasoning.effort' turns on Claude's "
-                             "thinking.", param="top_p")
-    if (request.get("tool_choice") or {}).get("type") in ("any", "tool"):
-        raise InvalidRequest("'tool_choice' cannot force a tool call when 'reasoning.effort' turns on "
-                             "Claude's thinking; use \"auto\" or drop reasoning.", param="tool_choice")
 
 
 def _tools(tools: list[tuple[str, object]], notes: list[str]) -> tuple[list[dict], set[str]]:
@@ -315,25 +294,20 @@ def _tools(tools: list[tuple[str, object]], notes: list[str]) -> tuple[list[dict
         schema = tool.get("parameters")
         if schema is not None and not isinstance(schema, dict):
             raise InvalidRequest(f"'{at}.parameters' must be a JSON Schema object.", param=f"{at}.parameters")
-        converted: dict = {"name": name}
-        if isinstance(tool.get("description"), str) and tool["description"]:
-            converted["description"] = tool["description"]
-        converted["input_schema"] = schema if schema is not None else dict(_EMPTY_SCHEMA)
-        if tool.get("strict") is True:
-            converted["strict"] = True
-        result.append(converted)
+        description = tool.get("description")
+        result.append(anthropic_tool(name, schema, description if isinstance(description, str) else None,
+                                     True if tool.get("strict") is True else None))
     return result, dropped
 
 
 def _tool_choice(choice: object, tools: list[dict], dropped: set[str], parallel: object,
                  notes: list[str]) -> dict | None:
     """``tool_choice`` and ``parallel_tool_calls`` as Anthropic's tool_choice, or None."""
-    simple = {"auto": "auto", "none": "none", "required": "any"}
     mapped: dict | None
     if choice is None:
         mapped = None
-    elif isinstance(choice, str) and choice in simple:
-        mapped = {"type": simple[choice]}
+    elif isinstance(choice, str) and choice in OPENAI_TO_ANTHROPIC_TOOL_CHOICE:
+        mapped = {"type": OPENAI_TO_ANTHROPIC_TOOL_CHOICE[choice]}
     elif item_kind(choice) == "function":
         name = choice.get("name")
         if any(tool["name"] == name for tool in tools):
@@ -354,6 +328,4 @@ def _tool_choice(choice: object, tools: list[dict], dropped: set[str], parallel:
         if mapped and mapped["type"] in ("any", "tool"):
             notes.append("dropped tool_choice: no tools Claude can run remain")
         return None
-    if parallel is False and (mapped is None or mapped["type"] != "none"):
-        mapped = {**(mapped or {"type": "auto"}), "disable_parallel_tool_use": True}
-    return mapped
+    return with_parallel(mapped, parallel)

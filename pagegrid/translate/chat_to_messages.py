@@ -2,7 +2,7 @@
 
 ``CHAT_FIELDS`` says what happens to every top-level request field; a field not in it is refused
 with a 400, so nothing a client sends is silently dropped. The reverse direction (Messages clients
-on GPT models) is ``chat_upstream``; streams are ``chat_stream``.
+on GPT models) is ``messages_to_chat``; this route's stream is ``messages_to_chat_stream``.
 
 Temperature: OpenAI's range is 0–2 and Anthropic's is 0–1. Values from 0 to 1 pass unchanged and
 values above 1 are refused with a 400. Rescaling (halving) would change the sampling of every client
@@ -20,6 +20,22 @@ import json
 import re
 
 from pagegrid.errors import InvalidRequest
+from pagegrid.translate.fields import check_bool
+from pagegrid.translate.fields import positive_int
+from pagegrid.translate.fields import present_fields
+from pagegrid.translate.fields import refusal
+from pagegrid.translate.images import openai_image_url_to_anthropic
+from pagegrid.translate.thinking import CHAT_THINKING_BUDGETS
+from pagegrid.translate.thinking import NO_THINKING
+from pagegrid.translate.thinking import answers_tool_calls
+from pagegrid.translate.thinking import check_thinking_compatible
+from pagegrid.translate.thinking import enable_thinking
+from pagegrid.translate.tools import OPENAI_TO_ANTHROPIC_TOOL_CHOICE
+from pagegrid.translate.tools import anthropic_tool
+from pagegrid.translate.tools import openai_tool_call
+from pagegrid.translate.tools import with_parallel
+from pagegrid.translate.turns import anthropic_turns
+from pagegrid.translate.turns import text_block
 from pagegrid.translate.usage import usage_from_anthropic
 from pagegrid.translate.usage import usage_to_openai_chat
 
@@ -69,14 +85,9 @@ CHAT_FIELDS: dict[str, str] = {
     "safety_identifier": "ignored: OpenAI abuse-monitoring id",
 }
 
-THINKING_BUDGETS = {"low": 1024, "medium": 4096, "high": 16384, "xhigh": 32768}
-IMAGE_TYPES = ("image/jpeg", "image/png", "image/gif", "image/webp")
-DEFAULT_SCHEMA = {"type": "object", "properties": {}}
 STOP_REASONS_TO_OPENAI = {"end_turn": "stop", "stop_sequence": "stop", "pause_turn": "stop",
                           "max_tokens": "length", "model_context_window_exceeded": "length",
                           "tool_use": "tool_calls", "refusal": "content_filter"}
-FINISH_REASONS_TO_ANTHROPIC = {"stop": "end_turn", "length": "max_tokens", "tool_calls": "tool_use",
-                               "function_call": "tool_use", "content_filter": "refusal"}
 # Per-message keys; "name" (a participant label) and "annotations" (citations echoed back from a
 # reply) have no Messages equivalent and are ignored, anything else unknown is refused.
 MESSAGE_KEYS = {"system": {"role", "content", "name"}, "developer": {"role", "content", "name"},
@@ -86,24 +97,8 @@ MESSAGE_KEYS = {"system": {"role", "content", "name"}, "developer": {"role", "co
                               "annotations"}}
 
 
-def compact_json(value: object) -> str:
-    """JSON without spaces, the way OpenAI writes tool call arguments."""
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
-
-
-def _present(body: object) -> dict:
-    if not isinstance(body, dict):
-        raise InvalidRequest("The request body must be a JSON object.")
-    return {name: value for name, value in body.items() if value is not None}
-
-
 def _refuse(name: str) -> InvalidRequest:
-    reason = CHAT_FIELDS[name].split(": ", 1)[1]
-    return InvalidRequest(f"Unsupported value for '{name}': {reason}.", param=name)
-
-
-def _is_int(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
+    return refusal(CHAT_FIELDS, name)
 
 
 def _number(body: dict, name: str, high: int) -> int | float | None:
@@ -115,7 +110,7 @@ def _number(body: dict, name: str, high: int) -> int | float | None:
 
 def _text(text: str) -> list[dict]:
     # Anthropic refuses empty and whitespace-only text blocks.
-    return [{"type": "text", "text": text}] if text.strip() else []
+    return [text_block(text)] if text.strip() else []
 
 
 def _text_parts(content: object, param: str) -> list[str]:
@@ -138,7 +133,7 @@ def _tool_id(value: object, param: str) -> str:
 
 def openai_chat_request_to_anthropic(body: dict, *, upstream_model: str, default_max_tokens: int) -> dict:
     """Translate a Chat Completions request into a Messages request for ``upstream_model``."""
-    body = _present(body)
+    body = present_fields(body)
     for name in body:
         if name not in CHAT_FIELDS:
             raise InvalidRequest(f"Unsupported parameter: '{name}' is not supported for this model.",
@@ -151,9 +146,7 @@ def openai_chat_request_to_anthropic(body: dict, *, upstream_model: str, default
     out["max_tokens"] = default_max_tokens
     for name in ("max_tokens", "max_completion_tokens"):
         if name in body:
-            if not _is_int(body[name]) or body[name] < 1:
-                raise InvalidRequest(f"'{name}' must be a positive integer.", param=name)
-            out["max_tokens"] = body[name]
+            out["max_tokens"] = positive_int(body[name], name)
     temperature = _number(body, "temperature", 2)
     if temperature is not None:
         if temperature > 1:
@@ -185,19 +178,15 @@ def openai_chat_request_to_anthropic(body: dict, *, upstream_model: str, default
     if choice:
         out["tool_choice"] = choice
     effort = body.get("reasoning_effort")
-    if effort is not None and effort not in (*THINKING_BUDGETS, "none", "minimal"):
+    if effort is not None and effort not in (*CHAT_THINKING_BUDGETS, *NO_THINKING):
         raise InvalidRequest("'reasoning_effort' must be none, minimal, low, medium, high or xhigh for "
                              "Claude models.", param="reasoning_effort")
-    if effort in THINKING_BUDGETS:
-        _check_thinking_compatible(out)
-        if not _answers_tool_calls(messages):
-            budget = THINKING_BUDGETS[effort]
-            out["thinking"] = {"type": "enabled", "budget_tokens": budget}
-            if out["max_tokens"] <= budget:
-                out["max_tokens"] = budget + 1024
+    if effort in CHAT_THINKING_BUDGETS:
+        check_thinking_compatible(out, "reasoning_effort")
+        if not answers_tool_calls(messages):
+            enable_thinking(out, CHAT_THINKING_BUDGETS[effort])
     if "stream" in body:
-        if not isinstance(body["stream"], bool):
-            raise InvalidRequest("'stream' must be a boolean.", param="stream")
+        check_bool(body["stream"], "stream")
         out["stream"] = body["stream"]
     return out
 
@@ -219,30 +208,11 @@ def _refuse_chat_features(body: dict) -> None:
         raise _refuse("verbosity")
 
 
-def _check_thinking_compatible(out: dict) -> None:
-    # Anthropic refuses these combinations with extended thinking; say so before the upstream call.
-    if out.get("temperature", 1) != 1:
-        raise InvalidRequest("'temperature' cannot be combined with 'reasoning_effort' for Claude models: "
-                             "thinking requires temperature 1. Omit temperature or reasoning_effort.",
-                             param="temperature")
-    if out.get("top_p", 1) < 0.95:
-        raise InvalidRequest("'top_p' below 0.95 cannot be combined with 'reasoning_effort' for Claude "
-                             "models.", param="top_p")
-    if out.get("tool_choice", {}).get("type") in ("any", "tool"):
-        raise InvalidRequest("A forced tool_choice cannot be combined with 'reasoning_effort' for Claude "
-                             "models; use auto or none.", param="tool_choice")
-
-
-def _answers_tool_calls(messages: list[dict]) -> bool:
-    last = messages[-1]
-    return last["role"] == "user" and any(block["type"] == "tool_result" for block in last["content"])
-
-
 def _chat_messages_to_anthropic(messages: object) -> tuple[list[dict], list[dict]]:
     if not isinstance(messages, list) or not messages:
         raise InvalidRequest("'messages' must be a non-empty array.", param="messages")
     system: list[dict] = []
-    turns: list[dict] = []
+    entries: list[tuple[str, dict]] = []
     legacy_ids: dict[str, str] = {}
     for i, message in enumerate(messages):
         param = f"messages[{i}]"
@@ -256,27 +226,15 @@ def _chat_messages_to_anthropic(messages: object) -> tuple[list[dict], list[dict
             for text in _text_parts(message.get("content"), f"{param}.content"):
                 system += _text(text)
         elif role == "user":
-            _add_turn(turns, "user", _user_blocks(message.get("content"), param))
+            entries += [("user", block) for block in _user_blocks(message.get("content"), param)]
         elif role == "assistant":
-            _add_turn(turns, "assistant", _assistant_blocks(message, i, legacy_ids))
+            entries += [("assistant", block) for block in _assistant_blocks(message, i, legacy_ids)]
         else:
-            _add_turn(turns, "user", [_tool_result_block(message, param, legacy_ids)])
-    if not turns:
+            entries.append(("user", _tool_result_block(message, param, legacy_ids)))
+    if not entries:
         raise InvalidRequest("'messages' must contain a user or assistant message with content.",
                              param="messages")
-    for turn in turns:
-        # Anthropic wants a turn's tool results before its other content; sorted() keeps each group's order.
-        turn["content"] = sorted(turn["content"], key=lambda block: block["type"] != "tool_result")
-    return system, turns
-
-
-def _add_turn(turns: list[dict], role: str, blocks: list[dict]) -> None:
-    if not blocks:
-        return
-    if turns and turns[-1]["role"] == role:
-        turns[-1]["content"].extend(blocks)
-    else:
-        turns.append({"role": role, "content": list(blocks)})
+    return system, anthropic_turns(entries)
 
 
 def _user_blocks(content: object, param: str) -> list[dict]:
@@ -302,17 +260,7 @@ def _image_block(image_url: object, param: str) -> dict:
     url = image_url.get("url") if isinstance(image_url, dict) else None
     if not isinstance(url, str):
         raise InvalidRequest("'image_url.url' must be a string.", param=f"{param}.url")
-    if url.startswith("data:"):
-        header, comma, data = url[5:].partition(",")
-        media_type, *options = header.split(";")
-        media_type = {"image/jpg": "image/jpeg"}.get(media_type.lower(), media_type.lower())
-        if not comma or "base64" not in options or media_type not in IMAGE_TYPES or not data:
-            raise InvalidRequest("Image data URLs must be base64-encoded JPEG, PNG, GIF or WebP "
-                                 "(data:image/png;base64,...).", param=f"{param}.url")
-        return {"type": "image", "source": {"type": "base64", "media_type": media_type, "data": data}}
-    if url.lower().startswith(("https://", "http://")):
-        return {"type": "image", "source": {"type": "url", "url": url}}
-    raise InvalidRequest("Image URLs must be http(s) URLs or base64 data URLs.", param=f"{param}.url")
+    return openai_image_url_to_anthropic(url, f"{param}.url")
 
 
 def _assistant_blocks(message: dict, index: int, legacy_ids: dict[str, str]) -> list[dict]:
@@ -408,21 +356,19 @@ def _function_to_tool(function: object, param: str) -> dict:
     schema = function.get("parameters")
     if schema is not None and not isinstance(schema, dict):
         raise InvalidRequest("'parameters' must be a JSON Schema object.", param=f"{param}.parameters")
-    tool = {"name": name, "input_schema": schema or dict(DEFAULT_SCHEMA)}
-    if function.get("description"):
-        tool["description"] = function["description"]
-    if isinstance(function.get("strict"), bool):
-        tool["strict"] = function["strict"]
-    return tool
+    strict = function.get("strict")
+    return anthropic_tool(name, schema or None, function.get("description"),
+                          strict if isinstance(strict, bool) else None)
 
 
 def _chat_tool_choice_to_anthropic(body: dict, has_tools: bool) -> dict | None:
     param = "tool_choice" if "tool_choice" in body else "function_call"
     choice = body.get(param)
-    if choice is None or choice in ("auto", "none"):
-        result = {"type": choice} if choice else None
-    elif choice == "required" and param == "tool_choice":
-        result = {"type": "any"}
+    if choice is None:
+        result = None
+    elif isinstance(choice, str) and choice in OPENAI_TO_ANTHROPIC_TOOL_CHOICE and (
+            choice != "required" or param == "tool_choice"):
+        result = {"type": OPENAI_TO_ANTHROPIC_TOOL_CHOICE[choice]}
     elif isinstance(choice, dict) and param == "tool_choice" and choice.get("type") == "function":
         function = choice.get("function")
         result = {"type": "tool", "name": function.get("name") if isinstance(function, dict) else None}
@@ -434,15 +380,12 @@ def _chat_tool_choice_to_anthropic(body: dict, has_tools: bool) -> dict | None:
     if result and result["type"] == "tool" and not isinstance(result["name"], str):
         raise InvalidRequest("A named tool_choice needs the function name.", param=param)
     parallel = body.get("parallel_tool_calls", True)
-    if not isinstance(parallel, bool):
-        raise InvalidRequest("'parallel_tool_calls' must be a boolean.", param="parallel_tool_calls")
+    check_bool(parallel, "parallel_tool_calls")
     if not has_tools:
         if result and result["type"] in ("any", "tool"):
             raise InvalidRequest(f"'{param}' requires tools.", param=param)
         return None
-    if not parallel and (result or {}).get("type") != "none":
-        result = {**(result or {"type": "auto"}), "disable_parallel_tool_use": True}
-    return result
+    return with_parallel(result, parallel)
 
 
 def anthropic_message_to_openai_chat(message: dict, *, model: str, completion_id: str, created: int) -> dict:
@@ -452,9 +395,7 @@ def anthropic_message_to_openai_chat(message: dict, *, model: str, completion_id
         if block.get("type") == "text":
             texts.append(block.get("text") or "")
         elif block.get("type") == "tool_use":
-            arguments = compact_json(block.get("input") or {})
-            calls.append({"id": block["id"], "type": "function",
-                          "function": {"name": block["name"], "arguments": arguments}})
+            calls.append(openai_tool_call(block["id"], block["name"], block.get("input") or {}))
     reply: dict = {"role": "assistant", "content": "".join(texts) or None, "refusal": None}
     if calls:
         reply["tool_calls"] = calls
