@@ -15,6 +15,7 @@ from sqlalchemy import type_coerce
 from werkzeug.security import generate_password_hash
 
 from pagegrid import accounts
+from pagegrid import allowlist
 from pagegrid import billing
 from pagegrid import crypto
 from pagegrid import passwords
@@ -52,7 +53,7 @@ def create_user(email: str, password: str, admin: bool = False, *, password_hash
 @with_appcontext
 def init_db_command() -> None:
     """Create or migrate the schema and seed the model catalog (safe to run twice)."""
-    upgrade()
+    upgrade(revision="heads")  # every branch of the migration graph (one head: the same as "head")
     added = seed_catalog()
     settled, failing, released = _settle_and_sweep()
     click.echo(f"Database ready; {added} catalog models added; {settled} journaled settlements "
@@ -135,14 +136,25 @@ def credit_command(email: str, amount_usd: str, note: str | None) -> None:
 @click.option("--models", default="", help="Comma-separated allow-list (empty = all).")
 @click.option("--concurrency", type=click.IntRange(min=1), default=None,
               help="Requests in flight at once, streams included (default PAGEGRID_KEY_CONCURRENCY).")
+@click.option("--allow-ips", default="", help="Comma-separated CIDR ranges the key may be used from "
+              "(empty = anywhere), e.g. 10.0.0.0/8,2001:db8::/32.")
 def create_key_command(email: str, name: str, rpm: int, daily_limit: int,
-                       monthly_token_limit: int, models: str, concurrency: int | None) -> None:
+                       monthly_token_limit: int, models: str, concurrency: int | None,
+                       allow_ips: str) -> None:
     """Print a new key, and nothing else, on stdout."""
     allowed = [m.strip() for m in models.split(",") if m.strip()]
-    _, secret = create_key(_user(email), name=name, rpm=rpm, daily_request_limit=daily_limit,
-                           monthly_token_limit=monthly_token_limit, allowed_models=allowed,
-                           concurrency=concurrency or current_app.config["PAGEGRID_KEY_CONCURRENCY"])
+    key, secret = create_key(_user(email), name=name, rpm=rpm, daily_request_limit=daily_limit,
+                             monthly_token_limit=monthly_token_limit, allowed_models=allowed,
+                             concurrency=concurrency or current_app.config["PAGEGRID_KEY_CONCURRENCY"],
+                             allowed_ips=_ip_ranges(allow_ips))
     click.echo(secret)
+
+
+def _ip_ranges(text: str) -> list[str]:
+    try:
+        return allowlist.parse(text)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--allow-ips") from None
 
 
 @click.command("list-keys")
@@ -154,9 +166,10 @@ def list_keys_command(email: str) -> None:
     for key in db.session.scalars(select(ApiKey).where(ApiKey.user_id == user.id).order_by(ApiKey.id)):
         status = "revoked" if key.revoked_at else "active"
         models = ",".join(key.allowed_models or []) or "all models"
+        ips = ",".join(key.allowed_ips or []) or "any IP"
         click.echo(f"{key.id}\t{key.display}\t{key.name or '-'}\t{status}\trpm={key.rpm}\t"
                    f"concurrency={key.concurrency}\tdaily={key.daily_request_limit}\t"
-                   f"monthly_tokens={key.monthly_token_limit}\t{models}")
+                   f"monthly_tokens={key.monthly_token_limit}\t{models}\t{ips}")
 
 
 @click.command("set-key-limits")
@@ -167,9 +180,10 @@ def list_keys_command(email: str) -> None:
 @click.option("--monthly-token-limit", type=click.IntRange(min=0), help="0 = unlimited")
 @click.option("--models", help="Comma-separated allow-list; an empty string allows all models.")
 @click.option("--concurrency", type=click.IntRange(min=1))
+@click.option("--allow-ips", help="Comma-separated CIDR ranges; an empty string allows every address.")
 def set_key_limits_command(key_id: int, rpm: int | None, daily_limit: int | None,
                            monthly_token_limit: int | None, models: str | None,
-                           concurrency: int | None) -> None:
+                           concurrency: int | None, allow_ips: str | None) -> None:
     """Change a key's limits without changing the key."""
     key = db.session.get(ApiKey, key_id)
     if key is None:
@@ -177,7 +191,7 @@ def set_key_limits_command(key_id: int, rpm: int | None, daily_limit: int | None
     allowed = None if models is None else [m.strip() for m in models.split(",") if m.strip()]
     update_settings(key, rpm=rpm, daily_request_limit=daily_limit,
                     monthly_token_limit=monthly_token_limit, allowed_models=allowed,
-                    concurrency=concurrency)
+                    concurrency=concurrency, allowed_ips=None if allow_ips is None else _ip_ranges(allow_ips))
     click.echo(f"updated {key.display}")
 
 

@@ -193,7 +193,7 @@ def key_edit(key_id: int) -> str | Response:
         update_settings(key, rpm=form.rpm.data, daily_request_limit=form.daily_request_limit.data or 0,
                         monthly_token_limit=form.monthly_token_limit.data or 0,
                         allowed_models=list(form.allowed_models.data or []),
-                        concurrency=form.concurrency.data)
+                        concurrency=form.concurrency.data, allowed_ips=form.allowed_ips.data)
         flash(f"Limits of {key.display} saved.", "success")
         return redirect(url_for("admin.user_detail", user_id=key.user_id))
     return render_template("admin/key_edit.html", form=form, key=key, ceilings="")
