@@ -16,6 +16,7 @@ from werkzeug.security import generate_password_hash
 
 from pagegrid import accounts
 from pagegrid import allowlist
+from pagegrid import audit
 from pagegrid import billing
 from pagegrid import crypto
 from pagegrid import passwords
@@ -77,7 +78,7 @@ def create_user_command(email: str, password: str, admin: bool) -> None:
         raise click.ClickException(f"a user with email {email} exists already")
     for problem in passwords.problems(password, email):
         raise click.ClickException(problem)
-    create_user(email, password, admin)
+    audit.created("user.create", create_user(email, password, admin))
     click.echo(f"Created {'admin ' if admin else ''}user {email.strip().lower()}")
 
 
@@ -88,7 +89,7 @@ def ensure_admin_command() -> None:
     if db.session.scalar(select(User.id).where(User.is_admin.is_(True)).limit(1)):
         return
     password = secrets.token_urlsafe(12)
-    create_user("admin@localhost", password, admin=True)
+    audit.created("user.create", create_user("admin@localhost", password, admin=True))
     click.echo(f"First admin created. Email: admin@localhost  Password: {password}\n"
                "This password is shown only now: store it, then change it in the dashboard.")
 
@@ -104,6 +105,7 @@ def reset_password_command(email: str, password: str) -> None:
         raise click.ClickException(problem)
     user.password_hash = generate_password_hash(password)
     sessions.end_all(user)
+    audit.record_change("user.password_reset", user)
     db.session.commit()
     click.echo(f"Password of {user.email} changed; its sessions are logged out")
 
@@ -120,8 +122,13 @@ def credit_command(email: str, amount_usd: str, note: str | None) -> None:
     except ValueError as exc:
         raise click.ClickException(str(exc)) from None
     user = _user(email)
-    billing.credit(user.id, amount, note or "Credit by operator (CLI)")
+    before = user.balance_nanos
+    entry = billing.credit(user.id, amount, note or "Credit by operator (CLI)", commit=False)
     db.session.refresh(user)
+    audit.record("wallet.credit" if amount >= 0 else "wallet.debit", user,  # commits both together
+                 before={"balance_nanos": before},
+                 after={"balance_nanos": user.balance_nanos, "amount_nanos": amount, "note": entry.note,
+                        "ledger_request_id": entry.request_id})
     balance = billing.format_nanos(user.balance_nanos)
     click.echo(f"{user.email}: {billing.format_nanos(amount)} -> balance {balance}")
 
@@ -147,6 +154,7 @@ def create_key_command(email: str, name: str, rpm: int, daily_limit: int,
                              monthly_token_limit=monthly_token_limit, allowed_models=allowed,
                              concurrency=concurrency or current_app.config["PAGEGRID_KEY_CONCURRENCY"],
                              allowed_ips=_ip_ranges(allow_ips))
+    audit.created("key.create", key)
     click.echo(secret)
 
 
@@ -189,9 +197,11 @@ def set_key_limits_command(key_id: int, rpm: int | None, daily_limit: int | None
     if key is None:
         raise click.ClickException(f"no key with id {key_id}")
     allowed = None if models is None else [m.strip() for m in models.split(",") if m.strip()]
-    update_settings(key, rpm=rpm, daily_request_limit=daily_limit,
-                    monthly_token_limit=monthly_token_limit, allowed_models=allowed,
-                    concurrency=concurrency, allowed_ips=None if allow_ips is None else _ip_ranges(allow_ips))
+    ips = None if allow_ips is None else _ip_ranges(allow_ips)
+    with audit.change("key.edit", key):
+        update_settings(key, rpm=rpm, daily_request_limit=daily_limit,
+                        monthly_token_limit=monthly_token_limit, allowed_models=allowed,
+                        concurrency=concurrency, allowed_ips=ips)
     click.echo(f"updated {key.display}")
 
 
@@ -230,13 +240,16 @@ def settle_pending_command() -> None:
 def rotate_encryption_key_command() -> None:
     """Re-encrypt every stored secret under the first key of PAGEGRID_ENCRYPTION_KEY."""
     count = 0
-    for table in (Upstream.__table__, OneTimeSecret.__table__):
-        column = table.c.api_key if table is Upstream.__table__ else table.c.value
-        raw = table.select().with_only_columns(table.c.id, type_coerce(column, Text))
+    for column in (Upstream.__table__.c.api_key, OneTimeSecret.__table__.c.value,
+                   User.__table__.c.totp_secret):
+        table = column.table
+        raw = (table.select().with_only_columns(table.c.id, type_coerce(column, Text))
+               .where(column.is_not(None)))
         for row_id, token in db.session.execute(raw).all():
             db.session.execute(table.update().where(table.c.id == row_id)
                                .values({column.name: type_coerce(crypto.reencrypt(token), Text)}))
             count += 1
+    audit.record("encryption_key.rotate", "stored secrets", after={"re_encrypted": count}, commit=False)
     db.session.commit()
     click.echo(f"{count} secrets re-encrypted under the first key; older keys can now be removed")
 
