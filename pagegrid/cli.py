@@ -22,6 +22,7 @@ from pagegrid import crypto
 from pagegrid import passwords
 from pagegrid import payments
 from pagegrid import sessions
+from pagegrid import twofactor
 from pagegrid.catalog import seed_catalog
 from pagegrid.extensions import db
 from pagegrid.keys import create_key
@@ -108,6 +109,22 @@ def reset_password_command(email: str, password: str) -> None:
     audit.record_change("user.password_reset", user)
     db.session.commit()
     click.echo(f"Password of {user.email} changed; its sessions are logged out")
+
+
+@click.command("disable-2fa")
+@with_appcontext
+@click.argument("email")
+def disable_2fa_command(email: str) -> None:
+    """Turn two-factor login off for an account (a lost phone and lost recovery codes)."""
+    user = _user(email)
+    if not user.totp_enabled:
+        click.echo(f"Two-factor login of {user.email} is already off")
+        return
+    twofactor.disable(user)
+    sessions.end_all(user)
+    audit.record_change("user.2fa_disable", user)
+    db.session.commit()
+    click.echo(f"Two-factor login of {user.email} is off; its sessions are logged out")
 
 
 @click.command("credit")
@@ -314,7 +331,7 @@ def register(app: Flask) -> None:
                     create_key_command, list_keys_command, set_key_limits_command, balance_command,
                     release_holds_command, settle_pending_command,
                     rotate_encryption_key_command, reset_password_command, add_upstream_command,
-                    list_upstreams_command, set_upstream_command):
+                    list_upstreams_command, set_upstream_command, disable_2fa_command):
         app.cli.add_command(command)
     app.cli.add_command(checkout_command)
 

@@ -311,7 +311,7 @@ class OneTimeSecret(db.Model):
 
 
 class RecoveryCode(db.Model):
-    """A single-use two-factor recovery code; only its sha256 is stored (the code has 80 random bits)."""
+    """A single-use two-factor recovery code; only its sha256 is stored (the code has 79 random bits)."""
 
     __tablename__ = "recovery_codes"
 

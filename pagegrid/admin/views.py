@@ -28,6 +28,7 @@ from pagegrid import audit
 from pagegrid import billing
 from pagegrid import ledger
 from pagegrid import sessions
+from pagegrid import twofactor
 from pagegrid.admin import bp
 from pagegrid.admin.forms import PROVIDERS
 from pagegrid.admin.forms import CeilingsForm
@@ -165,6 +166,21 @@ def user_password(user_id: int) -> str | Response:
     if user.id == current_user.id:
         sessions.start(user)
     flash(f"The password of {user.email} was changed; its sessions are logged out.", "success")
+    return redirect(url_for("admin.user_detail", user_id=user.id))
+
+
+@bp.post("/users/<int:user_id>/two-factor/off")
+def user_two_factor_off(user_id: int) -> Response:
+    """Turn a user's two-factor login off (lost phone and recovery codes); their sessions end."""
+    user = _user_or_404(user_id)
+    if user.totp_enabled:
+        twofactor.disable(user)
+        sessions.end_all(user)
+        audit.record_change("user.2fa_disable", user)
+        db.session.commit()
+        if user.id == current_user.id:
+            sessions.start(user)
+        flash(f"Two-factor login of {user.email} is off; its sessions are logged out.", "success")
     return redirect(url_for("admin.user_detail", user_id=user.id))
 
 

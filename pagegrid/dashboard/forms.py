@@ -47,6 +47,19 @@ class LoginForm(FlaskForm):
     password = PasswordField("Password", validators=[DataRequired(), Length(max=200)])
 
 
+class CodeForm(FlaskForm):
+    """The second login step: a code from the authenticator app, or a recovery code."""
+
+    code = StringField("Code", validators=[DataRequired(), Length(max=40)])
+
+
+class TwoFactorForm(FlaskForm):
+    """Turning two-factor login on or off, or new recovery codes: the password and a code."""
+
+    password = PasswordField("Password", validators=[DataRequired(), Length(max=200)])
+    code = StringField("Code from the app", validators=[DataRequired(), Length(max=40)])
+
+
 class PasswordForm(FlaskForm):
     """Change one's own password."""
 

@@ -64,7 +64,7 @@ def keys():  # noqa: ANN201 - a page
         return redirect(url_for("dashboard.keys"))
     if request.method == "POST":
         flash("The key was not created: check the fields below.", "error")
-    secret, label = onetime.claim(current_user.id)
+    secret, label = onetime.claim(current_user.id, labels=("created", "rotated"))
     return render_template("dashboard/keys.html", form=form, page=_key_page(), secret=secret,
                            rotated=label == "rotated", base_url=_base_url(),
                            ceilings=ceiling_note(current_user))
