@@ -131,6 +131,16 @@ def authenticate(headers: Mapping[str, str], client_ip: str | None = None) -> Ke
     """Resolve the request's key, or raise AuthenticationFailed (401), or PermissionDenied (403)
     when the key has an IP allow-list without ``client_ip`` (default: the request's address,
     which ProxyFix has already taken from a trusted proxy's ``X-Forwarded-For``)."""
+    context = key_context(headers)
+    check_client_ip(context, client_ip)
+    return context
+
+
+def key_context(headers: Mapping[str, str]) -> KeyContext:
+    """The request's key as plain values, or AuthenticationFailed (401); no per-request checks.
+
+    A cache of contexts belongs here; ``check_client_ip`` must still run on every request.
+    """
     secret = key_from_headers(headers)
     if secret is None:
         raise AuthenticationFailed(
@@ -148,20 +158,24 @@ def authenticate(headers: Mapping[str, str], client_ip: str | None = None) -> Ke
         raise AuthenticationFailed("This API key has expired.")
     if not key.user_active:
         raise AuthenticationFailed("This account is disabled.")
-    nets = allowlist.networks(tuple(key.allowed_ips or ()))
-    if nets:
-        if client_ip is None and has_request_context():
-            client_ip = request.remote_addr
-        if not allowlist.allows(nets, client_ip):
-            raise PermissionDenied(f"This API key may not be used from {client_ip or 'an unknown address'}: "
-                                   "the address is not in the key's IP allow-list.")
     # The admin's ceilings for the user bound what the customer set on the key.
     return KeyContext(key_id=key.id, user_id=key.user_id, rpm=_ceiling(key.rpm, key.max_rpm),
                       daily_request_limit=key.daily_request_limit,
                       monthly_token_limit=key.monthly_token_limit,
                       allowed_models=tuple(key.allowed_models or ()),
                       concurrency=_ceiling(key.concurrency, key.max_concurrency),
-                      allowed_networks=nets)
+                      allowed_networks=allowlist.networks(tuple(key.allowed_ips or ())))
+
+
+def check_client_ip(context: KeyContext, client_ip: str | None = None) -> None:
+    """PermissionDenied (403) naming the address unless the key may be used from it."""
+    if not context.allowed_networks:
+        return
+    if client_ip is None and has_request_context():
+        client_ip = request.remote_addr
+    if not allowlist.allows(context.allowed_networks, client_ip):
+        raise PermissionDenied(f"This API key may not be used from {client_ip or 'an unknown address'}: "
+                               "the address is not in the key's IP allow-list.")
 
 
 def _ceiling(value: int, ceiling: int | None) -> int:
