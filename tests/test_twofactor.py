@@ -289,3 +289,14 @@ def test_rotate_encryption_key_reencrypts_totp_secrets(app, wallets, browser, ru
     app.extensions.pop("pagegrid.fernet")
     with app.app_context():
         assert db.session.get(User, user_id).totp_secret == secret
+
+
+def test_recovery_codes_wait_for_their_own_page_not_the_keys_page(app, wallets, browser):
+    browser.login(wallets.email(wallets.user("1")))
+    setup = page(browser.get("/account/two-factor"))
+    secret = SECRET.search(setup).group(1).replace(" ", "")
+    browser.post("/account/two-factor/enable", {"password": PASSWORD, "code": code(secret)},
+                 token_from="/account/two-factor")
+    keys = page(browser.get("/keys"))
+    assert 'id="new-key"' not in keys and "recovery-codes" not in keys
+    assert len(CODES.search(page(browser.get("/account/two-factor"))).group(1).split()) == 10
