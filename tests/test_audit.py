@@ -80,7 +80,7 @@ def test_every_admin_action_is_recorded_with_before_and_after_and_no_secret(app,
     assert admin.post(f"{up}/edit", {"provider": "anthropic", "name": "primary-2",
                                      "base_url": "http://127.0.0.1:9", "api_key": UPSTREAM_SECRET + "-new"},
                       token_from=f"{up}/edit").status_code == 302
-    assert admin.post(f"{up}/enable", token_from="/admin/upstreams").status_code == 302
+    assert admin.post("/admin/upstreams/primary-2/enable", token_from="/admin/upstreams").status_code == 302
     assert admin.post(f"{up}/delete", token_from="/admin/upstreams").status_code == 302
 
     log = entries(app)
@@ -121,8 +121,8 @@ def test_every_admin_action_is_recorded_with_before_and_after_and_no_secret(app,
     upstream_edit = last(app, "upstream.edit")
     assert upstream_edit["before"]["name"] == "primary" and upstream_edit["after"]["name"] == "primary-2"
     assert upstream_edit["after"]["api_key"] == "[changed]"
-    assert last(app, "upstream.enable")["before"] == {"enabled": False}
-    assert last(app, "upstream.enable")["after"] == {"enabled": True}
+    assert last(app, "upstream.enable")["before"]["enabled"] is False
+    assert last(app, "upstream.enable")["after"]["enabled"] is True
     deleted = last(app, "upstream.delete")
     assert deleted["before"]["name"] == "primary-2" and deleted["after"] is None
 
@@ -154,6 +154,23 @@ def test_cli_commands_are_recorded_as_cli(app, runner, wallets):
     dump = json.dumps([{k: v for k, v in e.items() if k != "at"} for e in log])
     assert secret.strip() not in dump and NEW_PASSWORD not in dump
     wallets.assert_consistent(db_user_id(app, email))
+
+
+def test_cli_upstream_commands_are_recorded_without_the_key(app, runner):
+    added = runner.invoke(args=["add-upstream", "anthropic", "http://127.0.0.1:9", "--key", UPSTREAM_SECRET,
+                                "--name", "spare", "--priority", "5"])
+    assert added.exit_code == 0, added.output
+    assert runner.invoke(args=["set-upstream", "spare", "--disable"]).exit_code == 0
+    assert runner.invoke(args=["set-upstream", "spare", "--enable", "--weight", "3"]).exit_code == 0
+    log = entries(app)
+    assert [e["action"] for e in log[:2]] == ["upstream.create", "upstream.disable"]
+    assert {e["actor"] for e in log} == {"cli"}
+    assert log[0]["after"]["name"] == "spare" and log[0]["after"]["priority"] == 5
+    assert log[0]["after"]["api_key"] == "[changed]"
+    assert log[1]["before"]["enabled"] is True and log[1]["after"]["enabled"] is False
+    assert {"upstream.enable", "upstream.edit"} <= {e["action"] for e in log[2:]}
+    assert any(e["after"].get("weight") == 3 for e in log if e["action"] == "upstream.edit")
+    assert UPSTREAM_SECRET not in json.dumps([{k: v for k, v in e.items() if k != "at"} for e in log])
 
 
 def db_user_id(app, email: str) -> int:
