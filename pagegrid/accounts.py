@@ -9,6 +9,7 @@ from urllib.parse import urlsplit
 from flask import current_app
 from sqlalchemy import select
 
+from pagegrid import audit
 from pagegrid.extensions import db
 from pagegrid.models import Upstream
 from pagegrid.models import utcnow
@@ -84,6 +85,7 @@ def add(provider: str, base_url: str, api_key: str, *, name: str | None = None, 
                    priority=priority, weight=weight, models=list(models or []),
                    max_concurrency=max_concurrency, enabled=enabled)
     db.session.add(row)
+    audit.record_change("upstream.create", row)
     db.session.commit()
     pool().forget()
     return row
@@ -100,6 +102,7 @@ def update(row: Upstream, *, provider: str, name: str, base_url: str, api_key: s
     row.priority, row.weight, row.models, row.max_concurrency = priority, weight, models, max_concurrency
     if api_key and api_key.strip():
         row.api_key = api_key.strip()
+    audit.record_change("upstream.edit", row)
     db.session.commit()
     if old_name != name:
         pool().enable(old_name)  # its recorded status does not follow it to the new name
@@ -117,13 +120,18 @@ def set_enabled(name: str, enabled: bool) -> None:
     if row is None and not _env_names().get(name):
         raise AccountError(f"no upstream account named {name}")
     service = pool()
+    action = "upstream.enable" if enabled else "upstream.disable"
+    if row is None:  # an environment account: its state lives in the pool's status table
+        audit.record(action, f"upstream {name} (environment)", after={"enabled": enabled})
     if enabled:
         if row is not None:
             row.enabled, row.disabled_reason, row.disabled_at = True, None, None
+            audit.record_change(action, row)
             db.session.commit()
         service.enable(name)
     elif row is not None:
         row.enabled, row.disabled_reason, row.disabled_at = False, OPERATOR_DISABLED, utcnow()
+        audit.record_change(action, row)
         db.session.commit()
         service.forget()
     else:

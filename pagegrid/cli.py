@@ -15,11 +15,14 @@ from sqlalchemy import type_coerce
 from werkzeug.security import generate_password_hash
 
 from pagegrid import accounts
+from pagegrid import allowlist
+from pagegrid import audit
 from pagegrid import billing
 from pagegrid import crypto
 from pagegrid import passwords
 from pagegrid import payments
 from pagegrid import sessions
+from pagegrid import twofactor
 from pagegrid.catalog import seed_catalog
 from pagegrid.extensions import db
 from pagegrid.keys import create_key
@@ -77,7 +80,7 @@ def create_user_command(email: str, password: str, admin: bool) -> None:
         raise click.ClickException(f"a user with email {email} exists already")
     for problem in passwords.problems(password, email):
         raise click.ClickException(problem)
-    create_user(email, password, admin)
+    audit.created("user.create", create_user(email, password, admin))
     click.echo(f"Created {'admin ' if admin else ''}user {email.strip().lower()}")
 
 
@@ -88,7 +91,7 @@ def ensure_admin_command() -> None:
     if db.session.scalar(select(User.id).where(User.is_admin.is_(True)).limit(1)):
         return
     password = secrets.token_urlsafe(12)
-    create_user("admin@localhost", password, admin=True)
+    audit.created("user.create", create_user("admin@localhost", password, admin=True))
     click.echo(f"First admin created. Email: admin@localhost  Password: {password}\n"
                "This password is shown only now: store it, then change it in the dashboard.")
 
@@ -104,8 +107,25 @@ def reset_password_command(email: str, password: str) -> None:
         raise click.ClickException(problem)
     user.password_hash = generate_password_hash(password)
     sessions.end_all(user)
+    audit.record_change("user.password_reset", user)
     db.session.commit()
     click.echo(f"Password of {user.email} changed; its sessions are logged out")
+
+
+@click.command("disable-2fa")
+@with_appcontext
+@click.argument("email")
+def disable_2fa_command(email: str) -> None:
+    """Turn two-factor login off for an account (a lost phone and lost recovery codes)."""
+    user = _user(email)
+    if not user.totp_enabled:
+        click.echo(f"Two-factor login of {user.email} is already off")
+        return
+    twofactor.disable(user)
+    sessions.end_all(user)
+    audit.record_change("user.2fa_disable", user)
+    db.session.commit()
+    click.echo(f"Two-factor login of {user.email} is off; its sessions are logged out")
 
 
 @click.command("credit")
@@ -120,8 +140,13 @@ def credit_command(email: str, amount_usd: str, note: str | None) -> None:
     except ValueError as exc:
         raise click.ClickException(str(exc)) from None
     user = _user(email)
-    billing.credit(user.id, amount, note or "Credit by operator (CLI)")
+    before = user.balance_nanos
+    entry = billing.credit(user.id, amount, note or "Credit by operator (CLI)", commit=False)
     db.session.refresh(user)
+    audit.record("wallet.credit" if amount >= 0 else "wallet.debit", user,  # commits both together
+                 before={"balance_nanos": before},
+                 after={"balance_nanos": user.balance_nanos, "amount_nanos": amount, "note": entry.note,
+                        "ledger_request_id": entry.request_id})
     balance = format_usd(user.balance_nanos, exact=True, grouping=False)
     click.echo(f"{user.email}: {format_usd(amount, exact=True, grouping=False)} -> balance {balance}")
 
@@ -136,14 +161,26 @@ def credit_command(email: str, amount_usd: str, note: str | None) -> None:
 @click.option("--models", default="", help="Comma-separated allow-list (empty = all).")
 @click.option("--concurrency", type=click.IntRange(min=1), default=None,
               help="Requests in flight at once, streams included (default PAGEGRID_KEY_CONCURRENCY).")
+@click.option("--allow-ips", default="", help="Comma-separated CIDR ranges the key may be used from "
+              "(empty = anywhere), e.g. 10.0.0.0/8,2001:db8::/32.")
 def create_key_command(email: str, name: str, rpm: int, daily_limit: int,
-                       monthly_token_limit: int, models: str, concurrency: int | None) -> None:
+                       monthly_token_limit: int, models: str, concurrency: int | None,
+                       allow_ips: str) -> None:
     """Print a new key, and nothing else, on stdout."""
     allowed = [m.strip() for m in models.split(",") if m.strip()]
-    _, secret = create_key(_user(email), name=name, rpm=rpm, daily_request_limit=daily_limit,
-                           monthly_token_limit=monthly_token_limit, allowed_models=allowed,
-                           concurrency=concurrency or current_app.config["PAGEGRID_KEY_CONCURRENCY"])
+    key, secret = create_key(_user(email), name=name, rpm=rpm, daily_request_limit=daily_limit,
+                             monthly_token_limit=monthly_token_limit, allowed_models=allowed,
+                             concurrency=concurrency or current_app.config["PAGEGRID_KEY_CONCURRENCY"],
+                             allowed_ips=_ip_ranges(allow_ips))
+    audit.created("key.create", key)
     click.echo(secret)
+
+
+def _ip_ranges(text: str) -> list[str]:
+    try:
+        return allowlist.parse(text)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--allow-ips") from None
 
 
 @click.command("list-keys")
@@ -155,9 +192,10 @@ def list_keys_command(email: str) -> None:
     for key in db.session.scalars(select(ApiKey).where(ApiKey.user_id == user.id).order_by(ApiKey.id)):
         status = "revoked" if key.revoked_at else "active"
         models = ",".join(key.allowed_models or []) or "all models"
+        ips = ",".join(key.allowed_ips or []) or "any IP"
         click.echo(f"{key.id}\t{key.display}\t{key.name or '-'}\t{status}\trpm={key.rpm}\t"
                    f"concurrency={key.concurrency}\tdaily={key.daily_request_limit}\t"
-                   f"monthly_tokens={key.monthly_token_limit}\t{models}")
+                   f"monthly_tokens={key.monthly_token_limit}\t{models}\t{ips}")
 
 
 @click.command("set-key-limits")
@@ -168,17 +206,20 @@ def list_keys_command(email: str) -> None:
 @click.option("--monthly-token-limit", type=click.IntRange(min=0), help="0 = unlimited")
 @click.option("--models", help="Comma-separated allow-list; an empty string allows all models.")
 @click.option("--concurrency", type=click.IntRange(min=1))
+@click.option("--allow-ips", help="Comma-separated CIDR ranges; an empty string allows every address.")
 def set_key_limits_command(key_id: int, rpm: int | None, daily_limit: int | None,
                            monthly_token_limit: int | None, models: str | None,
-                           concurrency: int | None) -> None:
+                           concurrency: int | None, allow_ips: str | None) -> None:
     """Change a key's limits without changing the key."""
     key = db.session.get(ApiKey, key_id)
     if key is None:
         raise click.ClickException(f"no key with id {key_id}")
     allowed = None if models is None else [m.strip() for m in models.split(",") if m.strip()]
-    update_settings(key, rpm=rpm, daily_request_limit=daily_limit,
-                    monthly_token_limit=monthly_token_limit, allowed_models=allowed,
-                    concurrency=concurrency)
+    ips = None if allow_ips is None else _ip_ranges(allow_ips)
+    with audit.change("key.edit", key):
+        update_settings(key, rpm=rpm, daily_request_limit=daily_limit,
+                        monthly_token_limit=monthly_token_limit, allowed_models=allowed,
+                        concurrency=concurrency, allowed_ips=ips)
     click.echo(f"updated {key.display}")
 
 
@@ -217,13 +258,16 @@ def settle_pending_command() -> None:
 def rotate_encryption_key_command() -> None:
     """Re-encrypt every stored secret under the first key of PAGEGRID_ENCRYPTION_KEY."""
     count = 0
-    for table in (Upstream.__table__, OneTimeSecret.__table__):
-        column = table.c.api_key if table is Upstream.__table__ else table.c.value
-        raw = table.select().with_only_columns(table.c.id, type_coerce(column, Text))
+    for column in (Upstream.__table__.c.api_key, OneTimeSecret.__table__.c.value,
+                   User.__table__.c.totp_secret):
+        table = column.table
+        raw = (table.select().with_only_columns(table.c.id, type_coerce(column, Text))
+               .where(column.is_not(None)))
         for row_id, token in db.session.execute(raw).all():
             db.session.execute(table.update().where(table.c.id == row_id)
                                .values({column.name: type_coerce(crypto.reencrypt(token), Text)}))
             count += 1
+    audit.record("encryption_key.rotate", "stored secrets", after={"re_encrypted": count}, commit=False)
     db.session.commit()
     click.echo(f"{count} secrets re-encrypted under the first key; older keys can now be removed")
 
@@ -288,7 +332,7 @@ def register(app: Flask) -> None:
                     create_key_command, list_keys_command, set_key_limits_command, balance_command,
                     release_holds_command, settle_pending_command,
                     rotate_encryption_key_command, reset_password_command, add_upstream_command,
-                    list_upstreams_command, set_upstream_command):
+                    list_upstreams_command, set_upstream_command, disable_2fa_command):
         app.cli.add_command(command)
     app.cli.add_command(checkout_command)
 

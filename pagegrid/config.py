@@ -85,6 +85,11 @@ def from_environ(instance_path: Path) -> dict:
         # Failed-login tiers (limits' notation), per (account, IP) and per IP; see throttle.py.
         "PAGEGRID_LOGIN_ACCOUNT_IP_LIMITS": "5/minute;10/15 minutes;20/hour;50/day",
         "PAGEGRID_LOGIN_IP_LIMITS": "30/minute;100/hour;300/day",
+        # Two-factor codes, per (account, IP) and per account across IPs; see throttle.py.
+        "PAGEGRID_2FA_ACCOUNT_IP_LIMITS": "5/minute;20/hour",
+        "PAGEGRID_2FA_ACCOUNT_LIMITS": "10/15 minutes;30/day",
+        # Admins must turn two-factor login on before the admin console opens for them.
+        "PAGEGRID_REQUIRE_ADMIN_2FA": flag(env("PAGEGRID_REQUIRE_ADMIN_2FA")),
         "PAGEGRID_SESSION_IDLE_MINUTES": int(env("PAGEGRID_SESSION_IDLE_MINUTES") or 30),
         "WTF_CSRF_TIME_LIMIT": None,  # tokens live as long as the session
         "MAX_CONTENT_LENGTH": int(env("PAGEGRID_MAX_BODY_BYTES") or 32 * 1024 * 1024),
@@ -110,6 +115,11 @@ def from_environ(instance_path: Path) -> dict:
         "PAGEGRID_TOPUP_MIN_USD": env("PAGEGRID_TOPUP_MIN_USD") or "5",
         "PAGEGRID_TOPUP_MAX_USD": env("PAGEGRID_TOPUP_MAX_USD") or "1000",
     }
+
+
+def flag(value: str | None) -> bool:
+    """An on/off setting: 1, true, yes or on (any case) is on; unset or anything else is off."""
+    return (value or "").strip().lower() in ("1", "true", "yes", "on")
 
 
 def overdraft_policy(value: str) -> str:

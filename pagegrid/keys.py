@@ -10,10 +10,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
+from flask import has_request_context
+from flask import request
 from sqlalchemy import bindparam
 from sqlalchemy import select
 
+from pagegrid import allowlist
 from pagegrid.errors import AuthenticationFailed
+from pagegrid.errors import PermissionDenied
 from pagegrid.extensions import db
 from pagegrid.models import ApiKey
 from pagegrid.models import User
@@ -33,6 +37,8 @@ class KeyContext:
     monthly_token_limit: int
     allowed_models: tuple[str, ...]
     concurrency: int = 16
+    # Parsed once per distinct list (allowlist.networks); empty: any address.
+    allowed_networks: tuple[allowlist.Network, ...] = ()
 
 
 def _new_secret() -> str:
@@ -46,13 +52,14 @@ def hash_key(secret: str) -> str:
 
 def create_key(user: User, *, name: str = "", rpm: int = 10, daily_request_limit: int = 0,
                monthly_token_limit: int = 0, allowed_models: list[str] | None = None,
-               expires_at: datetime | None = None, concurrency: int = 16) -> tuple[ApiKey, str]:
+               expires_at: datetime | None = None, concurrency: int = 16,
+               allowed_ips: list[str] | None = None) -> tuple[ApiKey, str]:
     """Create a key for ``user``; return the row and the secret, which is never stored."""
     secret = _new_secret()
     key = ApiKey(user_id=user.id, name=name, key_hash=hash_key(secret), prefix=secret[:7],
                  last4=secret[-4:], rpm=rpm, daily_request_limit=daily_request_limit,
                  monthly_token_limit=monthly_token_limit, allowed_models=allowed_models or [],
-                 expires_at=expires_at, concurrency=concurrency)
+                 expires_at=expires_at, concurrency=concurrency, allowed_ips=allowed_ips or [])
     db.session.add(key)
     db.session.commit()
     return key, secret
@@ -60,7 +67,8 @@ def create_key(user: User, *, name: str = "", rpm: int = 10, daily_request_limit
 
 def update_settings(key: ApiKey, *, rpm: int | None = None, daily_request_limit: int | None = None,
                     monthly_token_limit: int | None = None, allowed_models: list[str] | None = None,
-                    expires_at: datetime | None = None, concurrency: int | None = None) -> ApiKey:
+                    expires_at: datetime | None = None, concurrency: int | None = None,
+                    allowed_ips: list[str] | None = None) -> ApiKey:
     """Change a key's limits and restrictions; the secret stays the same. None keeps a value."""
     if rpm is not None:
         key.rpm = rpm
@@ -74,6 +82,8 @@ def update_settings(key: ApiKey, *, rpm: int | None = None, daily_request_limit:
         key.expires_at = expires_at
     if concurrency is not None:
         key.concurrency = concurrency
+    if allowed_ips is not None:
+        key.allowed_ips = allowed_ips
     db.session.commit()
     return key
 
@@ -110,15 +120,27 @@ _KEYS, _USERS = ApiKey.__table__, User.__table__
 _KEY_LOOKUP = (
     select(_KEYS.c.id, _KEYS.c.user_id, _KEYS.c.key_hash, _KEYS.c.revoked_at, _KEYS.c.expires_at,
            _KEYS.c.rpm, _KEYS.c.concurrency, _KEYS.c.daily_request_limit, _KEYS.c.monthly_token_limit,
-           _KEYS.c.allowed_models, _USERS.c.active.label("user_active"), _USERS.c.max_rpm,
-           _USERS.c.max_concurrency)
+           _KEYS.c.allowed_models, _KEYS.c.allowed_ips, _USERS.c.active.label("user_active"),
+           _USERS.c.max_rpm, _USERS.c.max_concurrency)
     .join(_USERS, _USERS.c.id == _KEYS.c.user_id)
     .where(_KEYS.c.key_hash == bindparam("p_hash"))
 )
 
 
-def authenticate(headers: Mapping[str, str]) -> KeyContext:
-    """Resolve the request's key, or raise AuthenticationFailed (401)."""
+def authenticate(headers: Mapping[str, str], client_ip: str | None = None) -> KeyContext:
+    """Resolve the request's key, or raise AuthenticationFailed (401), or PermissionDenied (403)
+    when the key has an IP allow-list without ``client_ip`` (default: the request's address,
+    which ProxyFix has already taken from a trusted proxy's ``X-Forwarded-For``)."""
+    context = key_context(headers)
+    check_client_ip(context, client_ip)
+    return context
+
+
+def key_context(headers: Mapping[str, str]) -> KeyContext:
+    """The request's key as plain values, or AuthenticationFailed (401); no per-request checks.
+
+    A cache of contexts belongs here; ``check_client_ip`` must still run on every request.
+    """
     secret = key_from_headers(headers)
     if secret is None:
         raise AuthenticationFailed(
@@ -141,7 +163,19 @@ def authenticate(headers: Mapping[str, str]) -> KeyContext:
                       daily_request_limit=key.daily_request_limit,
                       monthly_token_limit=key.monthly_token_limit,
                       allowed_models=tuple(key.allowed_models or ()),
-                      concurrency=_ceiling(key.concurrency, key.max_concurrency))
+                      concurrency=_ceiling(key.concurrency, key.max_concurrency),
+                      allowed_networks=allowlist.networks(tuple(key.allowed_ips or ())))
+
+
+def check_client_ip(context: KeyContext, client_ip: str | None = None) -> None:
+    """PermissionDenied (403) naming the address unless the key may be used from it."""
+    if not context.allowed_networks:
+        return
+    if client_ip is None and has_request_context():
+        client_ip = request.remote_addr
+    if not allowlist.allows(context.allowed_networks, client_ip):
+        raise PermissionDenied(f"This API key may not be used from {client_ip or 'an unknown address'}: "
+                               "the address is not in the key's IP allow-list.")
 
 
 def _ceiling(value: int, ceiling: int | None) -> int:

@@ -56,6 +56,11 @@ class User(UserMixin, db.Model):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     # Part of every session's id; bumping it ends all of the user's sessions (sessions.py).
     session_epoch: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # Two-factor login (twofactor.py): the TOTP secret, Fernet-encrypted at rest, is set while
+    # enrolling and kept once ``totp_enabled``; the last accepted time step refuses a replayed code.
+    totp_secret: Mapped[str | None] = mapped_column(EncryptedText)
+    totp_enabled: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    totp_last_step: Mapped[int | None] = mapped_column(BigInteger)
 
     @property
     def is_active(self) -> bool:  # Flask-Login: disabled users cannot log in
@@ -87,6 +92,8 @@ class ApiKey(db.Model):
     allowed_models: Mapped[list] = mapped_column(JSON, default=list)
     # Requests in flight at once (streams included), counted from the open holds' leases.
     concurrency: Mapped[int] = mapped_column(Integer, default=16, server_default="16")
+    # CIDR ranges the key may be used from (``["10.0.0.0/8", "2001:db8::/32"]``); empty: anywhere.
+    allowed_ips: Mapped[list] = mapped_column(JSON, default=list)
 
     @property
     def display(self) -> str:
@@ -301,3 +308,34 @@ class OneTimeSecret(db.Model):
     value: Mapped[str] = mapped_column(EncryptedText)
     label: Mapped[str] = mapped_column(String(20), default="")
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class RecoveryCode(db.Model):
+    """A single-use two-factor recovery code; only its sha256 is stored (the code has 79 random bits)."""
+
+    __tablename__ = "recovery_codes"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    code_hash: Mapped[str] = mapped_column(String(64))
+    used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class AuditEntry(db.Model):
+    """One admin action (audit.py): who, what, on what, when, and the values before and after.
+
+    ``actor`` is the admin's email, or ``cli`` for an operator command; secrets never get here.
+    """
+
+    __tablename__ = "audit_log"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, index=True)
+    actor: Mapped[str] = mapped_column(String(255), index=True)
+    actor_id: Mapped[int | None] = mapped_column(Integer)
+    ip: Mapped[str | None] = mapped_column(String(64))
+    action: Mapped[str] = mapped_column(String(40), index=True)
+    target: Mapped[str] = mapped_column(String(255), index=True)
+    before: Mapped[dict | None] = mapped_column(JSON)
+    after: Mapped[dict | None] = mapped_column(JSON)

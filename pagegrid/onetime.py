@@ -32,14 +32,21 @@ def stash(user_id: int, value: str, label: str = "") -> None:
     session[SESSION_KEY] = row.id
 
 
-def claim(user_id: int) -> tuple[str | None, str]:
-    """The stashed ``(value, label)`` once; ``(None, "")`` after that or if there is none."""
-    row_id = session.pop(SESSION_KEY, None)
+def claim(user_id: int, labels: tuple[str, ...] | None = None) -> tuple[str | None, str]:
+    """The stashed ``(value, label)`` once; ``(None, "")`` after that or if there is none.
+
+    With ``labels``, a secret stashed under another label stays for the page it was meant for
+    (recovery codes never show up on the keys page as if they were a key).
+    """
+    row_id = session.get(SESSION_KEY)
     if not row_id:
         return None, ""
     row = db.session.scalar(select(OneTimeSecret).where(
         OneTimeSecret.id == row_id, OneTimeSecret.user_id == user_id,
         OneTimeSecret.created_at >= utcnow() - TTL))
+    if row is not None and labels is not None and row.label not in labels:
+        return None, ""
+    session.pop(SESSION_KEY, None)
     if row is None:
         return None, ""
     value, label = row.value, row.label

@@ -52,3 +52,37 @@ def succeeded(email: str, ip: str) -> None:
     key, tiers = _keys(email, ip)[0]
     for item in tiers:
         limiter.limiter.clear(item, key)
+
+
+# Two-factor codes: only someone who has the password gets to guess one, so besides the
+# (account, IP) tiers each account has a budget across all IPs that keeps a guesser spread over
+# many addresses far from the million codes (30 a day: about one chance in 10,000 a day).
+
+def _code_keys(user_id: int, ip: str) -> list[tuple[str, list[RateLimitItem]]]:
+    return [(f"2fa-pair:{user_id}:{ip}", _tiers("PAGEGRID_2FA_ACCOUNT_IP_LIMITS")),
+            (f"2fa-account:{user_id}", _tiers("PAGEGRID_2FA_ACCOUNT_LIMITS"))]
+
+
+def code_retry_after(user_id: int, ip: str) -> int:
+    """Seconds until this IP may try another two-factor code for this account; 0 when it may now."""
+    wait = 0.0
+    for key, tiers in _code_keys(user_id, ip):
+        for item in tiers:
+            if not limiter.limiter.test(item, key):
+                reset = limiter.limiter.get_window_stats(item, key).reset_time
+                wait = max(wait, reset - time.time(), 1)
+    return math.ceil(wait)
+
+
+def code_failed(user_id: int, ip: str) -> None:
+    """Count a wrong (or replayed) two-factor code."""
+    for key, tiers in _code_keys(user_id, ip):
+        for item in tiers:
+            limiter.limiter.hit(item, key)
+
+
+def code_succeeded(user_id: int, ip: str) -> None:
+    """Forget this pair's failures (the account's budget keeps them)."""
+    key, tiers = _code_keys(user_id, ip)[0]
+    for item in tiers:
+        limiter.limiter.clear(item, key)

@@ -29,11 +29,13 @@ from pagegrid.cli import create_user
 from pagegrid.extensions import db
 from pagegrid.keys import create_key
 from pagegrid.models import ApiKey
+from pagegrid.models import AuditEntry
 from pagegrid.models import CatalogModel
 from pagegrid.models import Hold
 from pagegrid.models import KeyUsage
 from pagegrid.models import LedgerEntry
 from pagegrid.models import OneTimeSecret
+from pagegrid.models import RecoveryCode
 from pagegrid.models import StripeTopUp
 from pagegrid.models import TopUpCode
 from pagegrid.models import Upstream
@@ -115,8 +117,8 @@ def app(database_url: str, fake_upstream: FakeUpstream, tmp_path: Path):
     })
     app.test_client_class = ReadingClient
     with app.app_context():
-        for table in (OneTimeSecret, LedgerEntry, Hold, KeyUsage, TopUpCode, StripeTopUp, ApiKey, User,
-                      Upstream, UpstreamStatus, CatalogModel):
+        for table in (AuditEntry, RecoveryCode, OneTimeSecret, LedgerEntry, Hold, KeyUsage, TopUpCode,
+                      StripeTopUp, ApiKey, User, Upstream, UpstreamStatus, CatalogModel):
             db.session.execute(delete(table))
         db.session.commit()
         seed_catalog()

@@ -127,3 +127,56 @@ def test_admin_to_customer_journey(page, live_server, wallets, fake_upstream):
         page.goto(f"/docs/{name}")
         assert page.locator("article").count() == 1
         shot(page, f"09-docs-{name}")
+
+
+def test_two_factor_enrol_and_login(page, wallets):
+    import pyotp
+
+    from pagegrid import clock
+
+    wallets.user("1", email="grace@example.com")
+    log_in(page, "grace@example.com")
+    page.goto("/account/password")
+    page.click("text=Turn on two-factor login")
+    page.wait_for_url("**/account/two-factor")
+    qr = page.locator(".qr-box svg.qr")  # drawn on the server, no script
+    assert qr.is_visible() and qr.bounding_box()["width"] >= 150
+    shot(page, "10-two-factor-enrol")
+    secret = page.inner_text("#totp-secret").replace(" ", "")
+    totp = pyotp.TOTP(secret)
+    page.fill("form[action$='/enable'] input[name=password]", PASSWORD)
+    page.fill("form[action$='/enable'] input[name=code]", totp.at(clock.now()))
+    page.click("form[action$='/enable'] button[type=submit]")
+    page.wait_for_selector("#recovery-codes")
+    codes = page.inner_text("#recovery-codes").split()
+    assert len(codes) == 10 and page.inner_text("#two-factor-status") == "on"
+    shot(page, "11-two-factor-recovery-codes")
+    page.reload()
+    assert page.locator("#recovery-codes").count() == 0  # shown once
+
+    page.click("text=Log out")
+    page.wait_for_url("**/login")
+    page.fill("input[name=email]", "grace@example.com")
+    page.fill("input[name=password]", PASSWORD)
+    page.click("main form button[type=submit]")
+    page.wait_for_url("**/login/code")
+    shot(page, "12-two-factor-code")
+    # The code of the next step (the one used to enrol is spent; the window allows one step of drift).
+    page.fill("input[name=code]", totp.at(clock.now().timestamp() + 30))
+    page.click("main form button[type=submit]")
+    page.wait_for_url("**/dashboard")
+
+    page.click("text=Log out")
+    page.wait_for_url("**/login")
+    page.fill("input[name=email]", "grace@example.com")
+    page.fill("input[name=password]", PASSWORD)
+    page.click("main form button[type=submit]")
+    page.wait_for_url("**/login/code")
+    page.fill("input[name=code]", totp.at(clock.now().timestamp() + 30))  # the same code again
+    page.click("main form button[type=submit]")
+    page.wait_for_selector(".flash.error")
+    assert "used already" in page.inner_text(".flash.error")
+    page.fill("input[name=code]", codes[0])
+    page.click("main form button[type=submit]")
+    page.wait_for_url("**/dashboard")
+    assert "9 are left" in page.inner_text(".flash")

@@ -260,6 +260,7 @@ def site_map(app, user_id: int, key_id: int, upstream_id: int) -> list[str]:
         "dashboard.keys": ["/keys"], "dashboard.key_edit": [f"/keys/{key_id}/edit"],
         "dashboard.wallet": ["/wallet"], "dashboard.wallet_export": ["/wallet/transactions.csv"],
         "dashboard.usage": ["/usage"], "dashboard.password": ["/account/password"],
+        "dashboard.two_factor": ["/account/two-factor"], "dashboard.login_code": ["/login/code"],
         "dashboard.docs": ["/docs/"] + [f"/docs/{name}" for name in docs.ORDER],
         "dashboard.api_root": ["/v1"],
         "admin.users": ["/admin/"], "admin.user_new": ["/admin/users/new"],

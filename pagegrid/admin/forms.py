@@ -81,6 +81,19 @@ class UserSearchForm(FlaskForm):
     q = StringField("Email contains", validators=[Optional(), Length(max=255)])
 
 
+class AuditFilterForm(FlaskForm):
+    """Filter the audit log (GET, so no CSRF): who, which action, on what, between which days."""
+
+    class Meta:
+        csrf = False
+
+    actor = StringField("Actor contains", validators=[Optional(), Length(max=255)])
+    action = SelectField("Action", choices=[], validate_choice=False, validators=[Optional()])
+    target = StringField("Target contains", validators=[Optional(), Length(max=255)])
+    start = DateField("From (UTC)", validators=[Optional()])
+    end = DateField("To (UTC)", validators=[Optional()])
+
+
 class NewUserForm(FlaskForm):
     """A new account."""
 

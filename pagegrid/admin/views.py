@@ -24,9 +24,11 @@ from werkzeug.wrappers import Response
 from wtforms.validators import DataRequired
 
 from pagegrid import accounts
+from pagegrid import audit
 from pagegrid import billing
 from pagegrid import ledger
 from pagegrid import sessions
+from pagegrid import twofactor
 from pagegrid.admin import bp
 from pagegrid.admin.forms import PROVIDERS
 from pagegrid.admin.forms import CeilingsForm
@@ -98,6 +100,7 @@ def user_new() -> str | Response:
             except IntegrityError:  # created by someone else a moment ago
                 db.session.rollback()
             else:
+                audit.created("user.create", user)
                 flash(f"Created {'admin ' if user.is_admin else ''}account {user.email}.", "success")
                 return redirect(url_for("admin.user_detail", user_id=user.id))
         form.email.errors.append("An account with this email exists already.")
@@ -144,6 +147,7 @@ def user_active(user_id: int, action: str) -> Response:
         user.active = action == "enable"
         if not user.active:
             sessions.end_all(user)  # a disabled account is logged out everywhere at once
+        audit.record_change(f"user.{action}", user)
         db.session.commit()
         flash(f"{user.email} is {'enabled' if user.active else 'disabled'}.", "success")
     return redirect(url_for("admin.user_detail", user_id=user.id))
@@ -159,10 +163,26 @@ def user_password(user_id: int) -> str | Response:
         return _render_user(user, password_form=form)
     user.password_hash = generate_password_hash(form.new.data)
     sessions.end_all(user)  # whoever had the old password is logged out
+    audit.record_change("user.password_reset", user)
     db.session.commit()
     if user.id == current_user.id:
         sessions.start(user)
     flash(f"The password of {user.email} was changed; its sessions are logged out.", "success")
+    return redirect(url_for("admin.user_detail", user_id=user.id))
+
+
+@bp.post("/users/<int:user_id>/two-factor/off")
+def user_two_factor_off(user_id: int) -> Response:
+    """Turn a user's two-factor login off (lost phone and recovery codes); their sessions end."""
+    user = _user_or_404(user_id)
+    if user.totp_enabled:
+        twofactor.disable(user)
+        sessions.end_all(user)
+        audit.record_change("user.2fa_disable", user)
+        db.session.commit()
+        if user.id == current_user.id:
+            sessions.start(user)
+        flash(f"Two-factor login of {user.email} is off; its sessions are logged out.", "success")
     return redirect(url_for("admin.user_detail", user_id=user.id))
 
 
@@ -176,6 +196,7 @@ def user_ceilings(user_id: int) -> str | Response:
         return _render_user(user, ceilings_form=form)
     user.max_rpm, user.max_concurrency = form.max_rpm.data, form.max_concurrency.data
     user.may_lift_quotas = form.may_lift_quotas.data
+    audit.record_change("user.ceilings", user)
     db.session.commit()
     flash(f"Limits of {user.email} saved.", "success")
     return redirect(url_for("admin.user_detail", user_id=user.id))
@@ -192,10 +213,11 @@ def key_edit(key_id: int) -> str | Response:
     form = KeyLimitsForm(obj=key)
     form.allowed_models.choices = [(m.id, m.id) for m in catalog().active()]
     if form.validate_on_submit():
-        update_settings(key, rpm=form.rpm.data, daily_request_limit=form.daily_request_limit.data or 0,
-                        monthly_token_limit=form.monthly_token_limit.data or 0,
-                        allowed_models=list(form.allowed_models.data or []),
-                        concurrency=form.concurrency.data)
+        with audit.change("key.edit", key):
+            update_settings(key, rpm=form.rpm.data, daily_request_limit=form.daily_request_limit.data or 0,
+                            monthly_token_limit=form.monthly_token_limit.data or 0,
+                            allowed_models=list(form.allowed_models.data or []),
+                            concurrency=form.concurrency.data, allowed_ips=form.allowed_ips.data)
         flash(f"Limits of {key.display} saved.", "success")
         return redirect(url_for("admin.user_detail", user_id=key.user_id))
     return render_template("admin/key_edit.html", form=form, key=key, ceilings="")
@@ -205,7 +227,8 @@ def key_edit(key_id: int) -> str | Response:
 def key_revoke(key_id: int) -> Response:
     """Revoke any customer key: its next API call gets 401."""
     key = _key_or_404(key_id)
-    revoke_key(key)
+    with audit.change("key.revoke", key):
+        revoke_key(key)
     flash(f"Key {key.display} revoked.", "success")
     return redirect(url_for("admin.user_detail", user_id=key.user_id))
 
@@ -221,8 +244,13 @@ def user_credit(user_id: int) -> str | Response:
     amount = billing.usd_to_nanos(form.amount.data)
     if form.direction.data == "debit":
         amount = -amount
-    billing.credit(user.id, amount, form.note.data.strip())
+    before = db.session.scalar(select(User.balance_nanos).where(User.id == user.id))
+    entry = billing.credit(user.id, amount, form.note.data.strip(), commit=False)
     balance = db.session.scalar(select(User.balance_nanos).where(User.id == user.id))
+    audit.record("wallet.credit" if amount > 0 else "wallet.debit", user,  # commits both together
+                 before={"balance_nanos": before},
+                 after={"balance_nanos": balance, "amount_nanos": amount, "note": entry.note,
+                        "ledger_request_id": entry.request_id})
     verb = "Credited" if amount > 0 else "Debited"
     flash(f"{verb} {format_usd(abs(amount), exact=True, grouping=False)} "
           f"({'to' if amount > 0 else 'from'} {user.email}). "
@@ -244,6 +272,7 @@ def topup_codes() -> str:
         row, code = billing.create_topup_code(billing.usd_to_nanos(form.amount.data),
                                               note=(form.note.data or "").strip() or None,
                                               expires_at=expires_at, created_by=current_user.id)
+        audit.created("topup_code.create", row)
         flash(f"Top-up code …{row.hint} for {format_usd(row.amount_nanos, exact=True, grouping=False)} "
               "created.", "success")
         form = TopUpCodeForm(formdata=None)
@@ -303,6 +332,7 @@ def model_edit(model_id: str) -> str | Response:
             model.aliases = aliases
             for name in PRICE_FIELDS:
                 setattr(model, f"{name}_nanos", billing.price_per_mtok_to_nanos(getattr(form, name).data))
+            audit.record_change("catalog.edit", model)
             db.session.commit()
             current_app.extensions["pagegrid.catalog"].invalidate()
             flash(f"{model.id} saved.", "success")
@@ -398,6 +428,7 @@ def upstream_delete(upstream_id: int) -> Response:
     upstream = _upstream_or_404(upstream_id)
     name = upstream.name
     db.session.delete(upstream)
+    audit.record_change("upstream.delete", upstream)
     db.session.commit()
     pool(current_app).enable(name)  # forget its status
     flash(f"Upstream account {name} deleted.", "success")

@@ -55,6 +55,7 @@ def overview() -> str:
 from pagegrid.dashboard import auth  # noqa: E402,F401
 from pagegrid.dashboard import docs  # noqa: E402,F401
 from pagegrid.dashboard import keys  # noqa: E402,F401
+from pagegrid.dashboard import two_factor  # noqa: E402,F401
 from pagegrid.dashboard import usage  # noqa: E402,F401
 from pagegrid.dashboard import wallet  # noqa: E402,F401
 

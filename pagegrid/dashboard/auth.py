@@ -22,6 +22,7 @@ from pagegrid import throttle
 from pagegrid.dashboard import bp
 from pagegrid.dashboard.forms import LoginForm
 from pagegrid.dashboard.forms import PasswordForm
+from pagegrid.dashboard.two_factor import await_code
 from pagegrid.extensions import db
 from pagegrid.extensions import limiter
 from pagegrid.models import User
@@ -65,6 +66,8 @@ def login():  # noqa: ANN201 - a page or a redirect
         valid = check_password_hash(user.password_hash if user else _DUMMY_HASH, form.password.data)
         if user is not None and valid and user.active:
             throttle.succeeded(email, ip)
+            if user.totp_enabled:  # no session until the code (two_factor.py)
+                return await_code(user, safe_next(request.args.get("next")))
             sessions.start(user)
             return redirect(safe_next(request.args.get("next")))
         if not valid:

@@ -18,7 +18,26 @@ from wtforms.validators import NumberRange
 from wtforms.validators import Optional
 from wtforms.validators import ValidationError
 
+from pagegrid import allowlist
 from pagegrid import passwords
+
+
+class IpRangesField(StringField):
+    """CIDR ranges, comma- or space-separated in the form, a normalised list in ``data``."""
+
+    def _value(self) -> str:
+        return ", ".join(self.data) if isinstance(self.data, list) else (self.data or "")
+
+    def process_formdata(self, valuelist: list) -> None:
+        """Parse the text; a bad entry becomes the field's error (never a 500)."""
+        if not valuelist:  # a form without the field keeps the key's list
+            return
+        text = valuelist[0]
+        try:
+            self.data = allowlist.parse(text)
+        except ValueError:
+            self.data = text  # shown back as typed, with the error
+            raise
 
 
 class LoginForm(FlaskForm):
@@ -26,6 +45,19 @@ class LoginForm(FlaskForm):
 
     email = EmailField("Email", validators=[DataRequired(), Length(max=255)])
     password = PasswordField("Password", validators=[DataRequired(), Length(max=200)])
+
+
+class CodeForm(FlaskForm):
+    """The second login step: a code from the authenticator app, or a recovery code."""
+
+    code = StringField("Code", validators=[DataRequired(), Length(max=40)])
+
+
+class TwoFactorForm(FlaskForm):
+    """Turning two-factor login on or off, or new recovery codes: the password and a code."""
+
+    password = PasswordField("Password", validators=[DataRequired(), Length(max=200)])
+    code = StringField("Code from the app", validators=[DataRequired(), Length(max=40)])
 
 
 class PasswordForm(FlaskForm):
@@ -58,6 +90,7 @@ class KeyLimitsForm(FlaskForm):
     concurrency = IntegerField("Requests at once", default=16,
                                validators=[DataRequired(), NumberRange(1, 10_000)])
     allowed_models = SelectMultipleField("Allowed models (none selected = all)", choices=[])
+    allowed_ips = IpRangesField("Allowed IPs (CIDR ranges; empty = anywhere)", default=list)
 
 
 class NewKeyForm(KeyLimitsForm):

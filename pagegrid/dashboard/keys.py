@@ -59,12 +59,12 @@ def keys():  # noqa: ANN201 - a page
                                daily_request_limit=form.daily_request_limit.data or 0,
                                monthly_token_limit=form.monthly_token_limit.data or 0,
                                allowed_models=list(form.allowed_models.data or []),
-                               concurrency=form.concurrency.data)
+                               concurrency=form.concurrency.data, allowed_ips=form.allowed_ips.data)
         onetime.stash(current_user.id, secret, "created")
         return redirect(url_for("dashboard.keys"))
     if request.method == "POST":
         flash("The key was not created: check the fields below.", "error")
-    secret, label = onetime.claim(current_user.id)
+    secret, label = onetime.claim(current_user.id, labels=("created", "rotated"))
     return render_template("dashboard/keys.html", form=form, page=_key_page(), secret=secret,
                            rotated=label == "rotated", base_url=_base_url(),
                            ceilings=ceiling_note(current_user))
@@ -138,7 +138,7 @@ def key_edit(key_id: int):  # noqa: ANN201
         update_settings(key, rpm=form.rpm.data, daily_request_limit=form.daily_request_limit.data or 0,
                         monthly_token_limit=form.monthly_token_limit.data or 0,
                         allowed_models=list(form.allowed_models.data or []),
-                        concurrency=form.concurrency.data)
+                        concurrency=form.concurrency.data, allowed_ips=form.allowed_ips.data)
         flash(f"Limits of {key.display} saved.", "success")
         return redirect(url_for("dashboard.keys"))
     return render_template("dashboard/key_edit.html", form=form, key=key, ceilings=ceiling_note(current_user))
