@@ -1,35 +1,53 @@
-"""The request pipeline: body, model, admission, upstream call, relay and settlement.
+"""The request path of every model call, top to bottom.
 
-Everything that can fail runs before the first byte goes out, so failures are plain JSON
-errors. Once a stream has started, settlement lives in the generator's ``finally``, which
-runs on a clean end, on an upstream failure and when the client disconnects.
+``handle(endpoint)`` runs the same seven steps, in this order, for every endpoint; what differs
+per endpoint is its body validator (body.py) and its row of the dialect table (dialects.py):
+
+1. ``authenticate``   the body read whole (408/413) before any database work; the key (401); its
+                      rate (429); the body parsed and validated once (400)
+2. ``resolve_model``  catalog entry by id, alias or provider-prefixed id (404; 403 off the key's list)
+3. ``route``          the upstream accounts to try, in order (pool.py); the demo without accounts
+4. ``build_request``  the provider's body from the dialect table: passthrough or translated
+5. ``admit``          a hold bounding what the provider can bill for *that* body (402), the key's
+                      concurrency and quotas (429), in one transaction — after building, because
+                      the bound is the built request's
+6. ``relay``          the accounts tried until one answers before the first byte; the answer
+                      streamed or converted
+7. ``settle``         the charge, exactly once: at the stream's end or after the reply is sent;
+                      a hold whose request failed before an answer is released instead
+
+Everything up to the first byte raises a GatewayError, rendered in the endpoint's dialect.
 """
 
 from __future__ import annotations
 
-import json
 import logging
-import re
-from collections.abc import Callable
 from collections.abc import Iterator
 from dataclasses import dataclass
 from dataclasses import replace
 from datetime import datetime
 from functools import partial
 from itertools import chain
-from typing import Protocol
 
 from flask import Flask
 from flask import Response
 from flask import current_app
+from flask import g
 from flask import request
-from gevent import Timeout
-from gevent import monkey
 
 from pagegrid import billing
 from pagegrid import bounds
 from pagegrid import limits
 from pagegrid import pool
+from pagegrid.api import body as bodies
+from pagegrid.api.dialects import DIALECTS
+from pagegrid.api.dialects import Adaptor
+from pagegrid.api.dialects import Call
+from pagegrid.api.dialects import Meter
+from pagegrid.api.dialects import StreamPlan
+from pagegrid.api.dialects import dumps
+from pagegrid.api.dialects import new_call
+from pagegrid.api.dialects import passthrough
 from pagegrid.catalog import TOOL_FEES
 from pagegrid.catalog import ModelEntry
 from pagegrid.catalog import catalog
@@ -42,7 +60,7 @@ from pagegrid.errors import UpstreamError
 from pagegrid.errors import UpstreamOverloaded
 from pagegrid.extensions import db
 from pagegrid.keys import KeyContext
-from pagegrid.keys import authenticate
+from pagegrid.keys import authenticate as authenticate_key
 from pagegrid.models import utcnow
 from pagegrid.pool import Account
 from pagegrid.settlement import settlements
@@ -58,6 +76,31 @@ from pagegrid.upstream.errors import stream_start_error
 log = logging.getLogger(__name__)
 
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """A model-calling route: its client dialect, body validator and rate budget."""
+
+    dialect: str  # messages | chat | responses
+    validate: bodies.Validator
+    scope: str = "model-calls"
+
+
+MESSAGES = Endpoint("messages", bodies.messages_body)
+CHAT = Endpoint("chat", bodies.chat_body)
+RESPONSES = Endpoint("responses", bodies.responses_body)
+COUNT_TOKENS = Endpoint("messages", bodies.count_tokens_body, scope="count-tokens")
+
+
+@dataclass(frozen=True)
+class Inbound:
+    """A request that passed step 1: its key and its validated body."""
+
+    key: KeyContext
+    body: dict
+    raw: bytes
+    stream: bool
 
 
 @dataclass(frozen=True)
@@ -77,81 +120,40 @@ class Admitted:
     attempts: int = 0
 
 
-def begin(scope: str = "model-calls") -> tuple[KeyContext, dict, bytes]:
-    """The first steps of every model call, in this order: read the whole body (size-checked,
-    within a deadline, before any database work), authenticate the key, count the request
-    against its rate (``scope``), and parse the body as a JSON object."""
-    raw = read_body()
-    key = authenticate(request.headers)
-    limits.check_rate(key, scope)
-    return key, parse_json(raw), raw
+@dataclass(frozen=True)
+class Outbound:
+    """Step 4's result: what goes to the provider, and how its answer comes back."""
+
+    adaptor: Adaptor
+    call: Call
+    body: dict
+    payload: bytes
+    bound: bounds.Bound
 
 
-def read_body() -> bytes:
-    """The request body, or 408 if the client takes longer than PAGEGRID_BODY_TIMEOUT to send it.
-
-    A slow upload holds nothing but its own greenlet: no database connection is taken before
-    the body is here (and Werkzeug refuses bodies above MAX_CONTENT_LENGTH with 413).
-    """
-    seconds = current_app.config["PAGEGRID_BODY_TIMEOUT"]
-    if not monkey.is_module_patched("socket"):  # no gevent (tests, the dev server): no deadline
-        return request.get_data(cache=False)
-    try:
-        with Timeout(seconds):
-            return request.get_data(cache=False)
-    except Timeout:
-        # The rest of the body is still on its way: close the connection rather than drain it.
-        raise GatewayError(f"The request body did not arrive within {seconds:g} seconds.", status=408,
-                           error_type="invalid_request_error", headers={"connection": "close"}) from None
+def handle(endpoint: Endpoint) -> Response:
+    """One model call, the seven steps in order."""
+    inbound = authenticate(endpoint)
+    model = resolve_model(inbound.body["model"], inbound.key)
+    accounts = route(model, inbound.key, inbound.body)
+    outbound = build_request(endpoint, inbound, model, accounts)
+    admitted = admit(inbound.key, outbound)
+    return relay(admitted, outbound, accounts)
 
 
-# A JSON escape of a UTF-16 surrogate: only a body with one can hold a lone surrogate.
-_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
+# 1 -----------------------------------------------------------------------------------------------
+def authenticate(endpoint: Endpoint) -> Inbound:
+    """Read the whole body (size-checked, within a deadline, before any database work), find
+    the key, count the request against its rate, and parse and validate the body once."""
+    raw = bodies.read_body()
+    key = authenticate_key(request.headers)
+    limits.check_rate(key, endpoint.scope)
+    body = bodies.parse_json(raw)
+    endpoint.validate(body)
+    return Inbound(key, body, raw, bodies.stream_flag(body))
 
 
-def parse_json(raw: bytes) -> dict:
-    """The body as a JSON object; 400 for anything else (bad syntax, invalid UTF-8, lone
-    surrogates, nesting too deep to parse)."""
-    try:
-        body = json.loads(raw)
-    except RecursionError:
-        raise InvalidRequest("The request body is nested too deeply.") from None
-    except ValueError as exc:
-        raise InvalidRequest(f"The request body is not valid JSON: {exc}") from None
-    if not isinstance(body, dict):
-        raise InvalidRequest("The request body must be a JSON object.")
-    if _SURROGATE_ESCAPE.search(raw) and _has_lone_surrogate(body):
-        raise InvalidRequest("The request body contains an unpaired UTF-16 surrogate (\\ud800-\\udfff).")
-    return body
-
-
-def _has_lone_surrogate(value: object) -> bool:
-    stack = [value]
-    while stack:
-        item = stack.pop()
-        if isinstance(item, str):
-            try:
-                item.encode()
-            except UnicodeEncodeError:
-                return True
-        elif isinstance(item, dict):
-            stack.extend(item)
-            stack.extend(item.values())
-        elif isinstance(item, list):
-            stack.extend(item)
-    return False
-
-
-def require(body: dict, field: str, kind: type, *, positive: bool = False) -> None:
-    """Raise InvalidRequest unless ``body[field]`` is present and of ``kind``."""
-    value = body.get(field)
-    if value is None:
-        raise InvalidRequest(f"{field}: Field required", param=field)
-    if not isinstance(value, kind) or isinstance(value, bool) or (positive and value < 1):
-        article = "a positive integer" if positive else f"a {kind.__name__}"
-        raise InvalidRequest(f"{field}: must be {article}", param=field)
-
-
+# 2 -----------------------------------------------------------------------------------------------
 def resolve_model(name: str, key: KeyContext) -> ModelEntry:
     """The catalog entry a request names, or 404 (unknown/inactive) / 403 (not for this key)."""
     entry = catalog().resolve(name)
@@ -168,6 +170,8 @@ def resolve_model(name: str, key: KeyContext) -> ModelEntry:
     return entry
 
 
+
+# 3 -----------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Route:
     """The accounts to try for one request, in order, and the conversation it belongs to."""
@@ -191,6 +195,78 @@ def route(model: ModelEntry, key: KeyContext, body: dict) -> Route:
         raise NoUpstream(f"No upstream account can serve {model.id} right now; retry shortly.",
                          headers={"retry-after": "30"})
     return Route(tuple(accounts), conversation, sticky)
+
+
+
+# 4 -----------------------------------------------------------------------------------------------
+def build_request(endpoint: Endpoint, inbound: Inbound, model: ModelEntry, accounts: Route) -> Outbound:
+    """The provider's body for this (client dialect, provider dialect) pair, and the bound of
+    what the provider can bill for it (which may cap server tool uses in the body)."""
+    adaptor = DIALECTS[(endpoint.dialect, accounts.dialect)]
+    call = new_call(endpoint.dialect, inbound.body, inbound.raw, model, inbound.stream, g.request_id)
+    body, same = adaptor.request(call)
+    payload = same if same is not None else dumps(body)
+    bound = bounds.BY_PATH[adaptor.path](body, max(len(inbound.raw), len(payload)), model)
+    if bound.patched:  # a server tool limit was set: send the body as changed
+        payload = dumps(body)
+    return Outbound(adaptor, call, body, payload, bound)
+
+
+# 5 -----------------------------------------------------------------------------------------------
+def admit(key: KeyContext, outbound: Outbound) -> Admitted:
+    """Hold the worst case of what the provider can bill for the built request (402), take a
+    concurrency slot and count it against the key's quotas (429), in one transaction; the
+    hold's lease is renewed until it settles."""
+    call, bound = outbound.call, outbound.bound
+    hold = bound.nanos(call.model)
+    started = utcnow()
+    config = current_app.config
+    try:
+        billing.reserve(key.user_id, call.request_id, hold, api_key_id=key.key_id,
+                        concurrency=key.concurrency, lease_seconds=config["PAGEGRID_HOLD_LEASE_SECONDS"],
+                        overdraft=config["PAGEGRID_OVERDRAFT"])
+        limits.admit_request(key, started)
+    except GatewayError:
+        db.session.rollback()
+        raise
+    db.session.commit()
+    settlements(current_app).admitted(call.request_id)
+    # Chat Completions bills web search per request rather than reporting its uses.
+    fixed = bound.tool_uses if outbound.adaptor.path == "/v1/chat/completions" else {}
+    return Admitted(call.request_id, key.user_id, key.key_id, call.model, started, hold, fixed)
+
+
+# 6 -----------------------------------------------------------------------------------------------
+def relay(admitted: Admitted, outbound: Outbound, accounts: Route) -> Response:
+    """Call the accounts until one answers, then answer the client (streaming or not) with
+    settlement attached; a failure before that releases the hold and raises."""
+    call, adaptor = outbound.call, outbound.adaptor
+    app = current_app._get_current_object()
+    handed_off = False
+    try:
+        account, reply, head, tried = call_upstream(accounts, adaptor.path, outbound.payload, call.stream,
+                                                    admitted.request_id)
+        admitted = replace(admitted, account=account, attempts=tried)
+        if call.stream:
+            events = relay_stream(app, admitted, reply, head, adaptor.meter(call), adaptor.stream(call))
+            response = Response(events, mimetype="text/event-stream", headers=SSE_HEADERS)
+            # A client gone before the first byte closes a generator that never started, so its
+            # ``finally`` never runs: give the hold back here (a no-op once the stream settled).
+            response.call_on_close(partial(_release_unstarted, app, admitted, reply))
+            handed_off = True
+            return response
+        try:
+            payload, usage = adaptor.response(call, reply.read())
+        except (ValueError, TypeError, AttributeError, KeyError):
+            raise UpstreamError("The upstream provider answered with a malformed body.") from None
+        response = Response(payload, mimetype="application/json")
+        # Charged once the answer is on its way: the client does not wait for the ledger write.
+        response.call_on_close(partial(settle, app, admitted, usage, "complete"))
+        handed_off = True
+        return response
+    finally:
+        if not handed_off:
+            release(app, admitted)
 
 
 def call_upstream(route: Route, path: str, payload: bytes, stream: bool,
@@ -271,24 +347,20 @@ def first_event(reply: UpstreamReply) -> tuple[list[bytes], dict | None]:
     return head, None
 
 
-def admit(key: KeyContext, model: ModelEntry, request_id: str, bound: bounds.Bound,
-          fixed_tools: dict[str, int]) -> Admitted:
-    """Hold the request's worst-case cost (402), take a concurrency slot and count it against
-    the key's quotas (429), in one transaction; the hold's lease is renewed until it settles."""
-    hold = bound.nanos(model)
-    started = utcnow()
-    config = current_app.config
-    try:
-        billing.reserve(key.user_id, request_id, hold, api_key_id=key.key_id,
-                        concurrency=key.concurrency, lease_seconds=config["PAGEGRID_HOLD_LEASE_SECONDS"],
-                        overdraft=config["PAGEGRID_OVERDRAFT"])
-        limits.admit_request(key, started)
-    except GatewayError:
-        db.session.rollback()
-        raise
-    db.session.commit()
-    settlements(current_app).admitted(request_id)
-    return Admitted(request_id, key.user_id, key.key_id, model, started, hold, fixed_tools)
+
+# 7 -----------------------------------------------------------------------------------------------
+def settle(app: Flask, admitted: Admitted, usage: Usage, status: str) -> None:
+    """Charge exactly once, now or (database trouble) from the journal; never raises."""
+    for tool, uses in admitted.fixed_tools.items():
+        usage.server_tools[tool] = max(usage.server_tools.get(tool, 0), uses)
+    model = admitted.model
+    _free_slot(app, admitted)
+    account = admitted.account
+    settlements(app).settle(billing.Charge(
+        request_id=admitted.request_id, user_id=admitted.user_id, api_key_id=admitted.key_id,
+        model=model.id, usage=usage, price=model.price, status=status, started_at=admitted.started_at,
+        hold_nanos=admitted.hold_nanos, tool_prices=dict(TOOL_FEES.get(model.provider, {})),
+        upstream=account.name if account is not None else None, attempts=admitted.attempts))
 
 
 def release(app: Flask, admitted: Admitted) -> None:
@@ -308,132 +380,6 @@ def release(app: Flask, admitted: Admitted) -> None:
 def _free_slot(app: Flask, admitted: Admitted) -> None:
     if admitted.account is not None:
         pool.pool(app).release(admitted.account, admitted.request_id)
-
-
-def stream_flag(body: dict) -> bool:
-    """The body's ``stream`` flag (400 unless it is a boolean)."""
-    stream = body.get("stream", False)
-    if not isinstance(stream, bool):
-        raise InvalidRequest("stream: must be a boolean", param="stream")
-    return stream
-
-
-def dumps(value: dict) -> bytes:
-    """Compact JSON bytes, non-ASCII kept as is."""
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode()
-
-
-def estimated_tokens(raw: bytes) -> int:
-    """A rough input size for a stream cut before the provider reported its usage."""
-    return len(raw) // 4
-
-
-def upstream_body(body: dict, raw: bytes, model: ModelEntry) -> bytes:
-    """The body for the provider: the client's bytes, with the model id rewritten if needed."""
-    body, same = passthrough(body, raw, model)
-    return same if same is not None else dumps(body)
-
-
-def send(route: Route, path: str, payload: bytes) -> UpstreamReply:
-    """Call the route's accounts without streaming or billing (token counting)."""
-    return call_upstream(route, path, payload, False)[1]
-
-
-def settle(app: Flask, admitted: Admitted, usage: Usage, status: str) -> None:
-    """Charge exactly once, now or (database trouble) from the journal; never raises."""
-    for tool, uses in admitted.fixed_tools.items():
-        usage.server_tools[tool] = max(usage.server_tools.get(tool, 0), uses)
-    model = admitted.model
-    _free_slot(app, admitted)
-    account = admitted.account
-    settlements(app).settle(billing.Charge(
-        request_id=admitted.request_id, user_id=admitted.user_id, api_key_id=admitted.key_id,
-        model=model.id, usage=usage, price=model.price, status=status, started_at=admitted.started_at,
-        hold_nanos=admitted.hold_nanos, tool_prices=dict(TOOL_FEES.get(model.provider, {})),
-        upstream=account.name if account is not None else None, attempts=admitted.attempts))
-
-
-class Meter(Protocol):
-    """Follows a provider's stream and knows what to charge (see translate/usage.py)."""
-
-    finished: bool
-    errored: bool
-
-    def feed(self, data: dict) -> None: ...
-
-    def billable(self) -> Usage: ...
-
-
-class StreamPlan(Protocol):
-    """Turns the provider's events into the client's (see api/streams.py)."""
-
-    def event(self, event: SSEEvent, data: dict | None) -> bytes: ...
-
-    def end(self) -> bytes: ...
-
-    def error(self, err: GatewayError) -> bytes: ...
-
-
-@dataclass
-class Exchange:
-    """How one request travels: what goes to the provider and how its answer comes back.
-
-    ``body`` is the provider-dialect body; ``raw`` its bytes when they are the client's own
-    (passthrough with nothing changed), so they are forwarded untouched.
-    """
-
-    route: Route
-    path: str
-    body: dict
-    raw: bytes | None
-    stream: bool
-    meter: Callable[[], Meter]
-    plan: Callable[[], StreamPlan]
-    convert: Callable[[bytes], tuple[bytes, Usage]]
-
-
-def passthrough(body: dict, raw: bytes, model: ModelEntry) -> tuple[dict, bytes | None]:
-    """The client's body for the provider: its own bytes unless the model id must be rewritten."""
-    if body["model"] == model.upstream_id:
-        return body, raw
-    return {**body, "model": model.upstream_id}, None
-
-
-def run(key: KeyContext, model: ModelEntry, request_id: str, body_bytes: int,
-        exchange: Exchange) -> Response:
-    """Admit, call the provider, answer (streaming or not), and make sure it is settled once."""
-    payload = exchange.raw if exchange.raw is not None else dumps(exchange.body)
-    bound = bounds.BY_PATH[exchange.path](exchange.body, max(body_bytes, len(payload)), model)
-    if bound.patched:  # a server tool limit was set: send the body as changed
-        payload = dumps(exchange.body)
-    fixed = bound.tool_uses if exchange.path == "/v1/chat/completions" else {}
-    admitted = admit(key, model, request_id, bound, fixed)
-    app = current_app._get_current_object()
-    handed_off = False
-    try:
-        account, reply, head, tried = call_upstream(exchange.route, exchange.path, payload,
-                                                    exchange.stream, request_id)
-        admitted = replace(admitted, account=account, attempts=tried)
-        if exchange.stream:
-            events = relay_stream(app, admitted, reply, head, exchange.meter(), exchange.plan())
-            response = Response(events, mimetype="text/event-stream", headers=SSE_HEADERS)
-            # A client gone before the first byte closes a generator that never started, so its
-            # ``finally`` never runs: give the hold back here (a no-op once the stream settled).
-            response.call_on_close(partial(_release_unstarted, app, admitted, reply))
-            handed_off = True
-            return response
-        try:
-            payload, usage = exchange.convert(reply.read())
-        except (ValueError, TypeError, AttributeError, KeyError):
-            raise UpstreamError("The upstream provider answered with a malformed body.") from None
-        response = Response(payload, mimetype="application/json")
-        # Charged once the answer is on its way: the client does not wait for the ledger write.
-        response.call_on_close(partial(settle, app, admitted, usage, "complete"))
-        handed_off = True
-        return response
-    finally:
-        if not handed_off:
-            release(app, admitted)
 
 
 def _release_unstarted(app: Flask, admitted: Admitted, reply: UpstreamReply) -> None:
@@ -480,3 +426,19 @@ def _step(event: SSEEvent, meter: Meter, plan: StreamPlan) -> bytes:
     if data is not None:
         meter.feed(data)
     return plan.event(event, data)
+
+
+def count_tokens() -> Response:
+    """``POST /v1/messages/count_tokens``: the first three steps, then the provider's count;
+    free, and outside the key's request budget."""
+    inbound = authenticate(COUNT_TOKENS)
+    model = resolve_model(inbound.body["model"], inbound.key)
+    accounts = route(model, inbound.key, inbound.body)
+    if accounts.dialect != "anthropic":
+        raise InvalidRequest(f"Token counting is only available for Claude models, not {model.id}.",
+                             param="model")
+    call = new_call("messages", inbound.body, inbound.raw, model, False, g.request_id)
+    body, same = passthrough(call)
+    reply = call_upstream(accounts, "/v1/messages/count_tokens", same if same is not None else dumps(body),
+                          False)[1]
+    return Response(reply.read(), mimetype="application/json")
