@@ -14,6 +14,7 @@ from pagegrid.billing import Price
 from pagegrid.billing import price_per_mtok_to_nanos
 from pagegrid.extensions import db
 from pagegrid.models import CatalogModel
+from pagegrid.money import per_mtok_decimal
 
 # Admin edits reach every worker within this many seconds without a query per request.
 CACHE_SECONDS = 2.0
@@ -145,3 +146,45 @@ class Catalog:
 def catalog() -> Catalog:
     """This app's catalog cache."""
     return current_app.extensions["pagegrid.catalog"]
+
+
+def _price(nanos: int) -> float:
+    # Prices have at most three decimals in $/1M, so the float prints exactly.
+    return float(per_mtok_decimal(nanos))
+
+
+def model_json(model: ModelEntry, upstream: str) -> dict:
+    """One catalog entry with the fields both SDKs read, plus PageGrid's own."""
+    price = model.price
+    names = [model.id, *model.aliases]
+    return {
+        "id": model.id,
+        "type": "model",
+        "object": "model",
+        "display_name": model.display_name,
+        "created_at": model.created_at.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "created": int(model.created_at.timestamp()),
+        "owned_by": model.provider,
+        "provider": model.provider,
+        "upstream": upstream,
+        "lifecycle": "active",
+        "aliases": list(model.aliases),
+        # Every name a request may use, LiteLLM-style provider prefixes included.
+        "accepted_ids": [*names, *(f"{model.provider}/{name}" for name in names)],
+        "context_window": model.context_window,
+        "max_input_tokens": model.context_window,
+        "max_tokens": model.max_output,
+        "max_output_tokens": model.max_output,
+        "capabilities": {"vision": model.vision, "tools": model.tools, "thinking": model.thinking},
+        "pricing": {
+            "currency": "USD",
+            "unit": "1M tokens",
+            "input": _price(price.input),
+            "output": _price(price.output),
+            "cache_write": _price(price.cache_write),
+            "cache_write_1h": _price(price.cache_write_1h),
+            "cache_read": _price(price.cache_read),
+            # USD per use of the provider's server-side tools, on top of their tokens.
+            "server_tools": {tool: fee / 10**9 for tool, fee in TOOL_FEES[model.provider].items()},
+        },
+    }

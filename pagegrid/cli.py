@@ -33,22 +33,13 @@ from pagegrid.models import Upstream
 from pagegrid.models import User
 from pagegrid.money import format_usd
 from pagegrid.settlement import settlements
+from pagegrid.users import create_user
 
 
 def _user(email: str) -> User:
     user = db.session.scalar(select(User).where(User.email == email.strip().lower()))
     if user is None:
         raise click.ClickException(f"no user with email {email}")
-    return user
-
-
-def create_user(email: str, password: str, admin: bool = False, *, password_hash: str | None = None) -> User:
-    """Create an account (emails are stored lower-case); ``password_hash`` skips hashing
-    ``password`` again when its hash is known (the tests' many users share one)."""
-    user = User(email=email.strip().lower(), password_hash=password_hash or generate_password_hash(password),
-                is_admin=admin, active=True, balance_nanos=0, held_nanos=0)
-    db.session.add(user)
-    db.session.commit()
     return user
 
 

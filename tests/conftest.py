@@ -25,7 +25,6 @@ from werkzeug.serving import make_server
 from pagegrid import billing
 from pagegrid import create_app
 from pagegrid.catalog import seed_catalog
-from pagegrid.cli import create_user
 from pagegrid.extensions import db
 from pagegrid.keys import create_key
 from pagegrid.models import ApiKey
@@ -42,6 +41,7 @@ from pagegrid.models import Upstream
 from pagegrid.models import UpstreamStatus
 from pagegrid.models import User
 from pagegrid.settlement import settlements
+from pagegrid.users import create_user
 from tests.fake_upstream import FakeUpstream
 from tests.fake_upstream import serve
 

@@ -162,7 +162,8 @@ def test_two_factor_enrol_and_login(page, wallets):
     page.wait_for_url("**/login/code")
     shot(page, "12-two-factor-code")
     # The code of the next step (the one used to enrol is spent; the window allows one step of drift).
-    page.fill("input[name=code]", totp.at(clock.now().timestamp() + 30))
+    code = totp.at(clock.now().timestamp() + 30)
+    page.fill("input[name=code]", code)
     page.click("main form button[type=submit]")
     page.wait_for_url("**/dashboard")
 
@@ -172,7 +173,7 @@ def test_two_factor_enrol_and_login(page, wallets):
     page.fill("input[name=password]", PASSWORD)
     page.click("main form button[type=submit]")
     page.wait_for_url("**/login/code")
-    page.fill("input[name=code]", totp.at(clock.now().timestamp() + 30))  # the same code again
+    page.fill("input[name=code]", code)  # the same code again (still inside the window)
     page.click("main form button[type=submit]")
     page.wait_for_selector(".flash.error")
     assert "used already" in page.inner_text(".flash.error")

@@ -40,9 +40,8 @@ from pagegrid.admin.forms import TopUpCodeForm
 from pagegrid.admin.forms import UpstreamForm
 from pagegrid.admin.forms import UserSearchForm
 from pagegrid.catalog import catalog
-from pagegrid.cli import create_user
-from pagegrid.dashboard.forms import KeyLimitsForm
 from pagegrid.extensions import db
+from pagegrid.forms import KeyLimitsForm
 from pagegrid.keys import revoke_key
 from pagegrid.keys import update_settings
 from pagegrid.models import ApiKey
@@ -55,6 +54,7 @@ from pagegrid.models import utcnow
 from pagegrid.money import format_usd
 from pagegrid.money import per_mtok_decimal
 from pagegrid.pool import pool
+from pagegrid.users import create_user
 
 PER_PAGE = 50
 PRICE_FIELDS = ("input", "output", "cache_write", "cache_write_1h", "cache_read")

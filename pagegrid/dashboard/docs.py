@@ -20,11 +20,11 @@ from pagegrid import billing
 from pagegrid import bounds
 from pagegrid import limits
 from pagegrid import payments
-from pagegrid.api.catalog import model_json
 from pagegrid.catalog import ModelEntry
 from pagegrid.catalog import catalog
+from pagegrid.catalog import model_json
 from pagegrid.dashboard import bp
-from pagegrid.dashboard.forms import KeyLimitsForm
+from pagegrid.forms import KeyLimitsForm
 from pagegrid.money import format_per_mtok
 from pagegrid.money import format_usd
 from pagegrid.money import per_mtok_decimal

@@ -16,9 +16,9 @@ from sqlalchemy import select
 from pagegrid import onetime
 from pagegrid.catalog import catalog
 from pagegrid.dashboard import bp
-from pagegrid.dashboard.forms import KeyLimitsForm
 from pagegrid.dashboard.forms import NewKeyForm
 from pagegrid.extensions import db
+from pagegrid.forms import KeyLimitsForm
 from pagegrid.keys import create_key
 from pagegrid.keys import revoke_key
 from pagegrid.keys import rotate_key
