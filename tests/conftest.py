@@ -32,6 +32,7 @@ from pagegrid.models import Hold
 from pagegrid.models import KeyUsage
 from pagegrid.models import LedgerEntry
 from pagegrid.models import OneTimeSecret
+from pagegrid.models import RequestLogEntry
 from pagegrid.models import StripeTopUp
 from pagegrid.models import TopUpCode
 from pagegrid.models import Upstream
@@ -114,7 +115,7 @@ def app(database_url: str, fake_upstream: FakeUpstream, tmp_path: Path):
     app.test_client_class = ReadingClient
     with app.app_context():
         for table in (OneTimeSecret, LedgerEntry, Hold, KeyUsage, TopUpCode, StripeTopUp, ApiKey, User,
-                      Upstream, UpstreamStatus, CatalogModel):
+                      Upstream, UpstreamStatus, CatalogModel, RequestLogEntry):
             db.session.execute(delete(table))
         db.session.commit()
         seed_catalog()

@@ -21,6 +21,7 @@ from typing import Protocol
 from flask import Flask
 from flask import Response
 from flask import current_app
+from flask import g
 from flask import request
 from gevent import Timeout
 from gevent import monkey
@@ -78,6 +79,7 @@ def begin(scope: str = "model-calls") -> tuple[KeyContext, dict, bytes]:
     against its rate (``scope``), and parse the body as a JSON object."""
     raw = read_body()
     key = authenticate(request.headers)
+    g.api_key = key  # for the request log (requestlog.py)
     limits.check_rate(key, scope)
     return key, parse_json(raw), raw
 
@@ -158,6 +160,7 @@ def resolve_model(name: str, key: KeyContext) -> ModelEntry:
     if entry is None:
         raise ModelNotFound(f"model: {name} is not available. GET /v1/models lists the active models.",
                        param="model")
+    g.model = entry.id  # for the request log and the metrics (requestlog.py)
     if key.allowed_models and not ({entry.id, *entry.aliases} & set(key.allowed_models)):
         raise PermissionDenied(f"This API key may not use the model {name}.", param="model")
     return entry
