@@ -151,8 +151,3 @@ def render(multiprocess_dir: str | None) -> bytes:
     holds = CollectorRegistry()
     holds.register(_HoldsCollector())
     return generate_latest(registry) + generate_latest(holds)
-
-
-def mark_process_dead(pid: int, multiprocess_dir: str) -> None:
-    """A worker exited: drop its live gauges (its counters stay in the sums)."""
-    multiprocess.mark_process_dead(pid, multiprocess_dir)

@@ -17,4 +17,5 @@ def _admins_only() -> None:
         abort(403)
 
 
+from pagegrid.admin import overview  # noqa: E402,F401
 from pagegrid.admin import views  # noqa: E402,F401
