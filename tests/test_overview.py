@@ -76,7 +76,8 @@ def test_overview_numbers_are_sums_over_the_ledger(app, client, wallets, browser
                        headers={"Authorization": f"Bearer {bob_key}"}).status_code == 200
     fake_upstream.error(500, "api_error")
     assert client.post("/v1/messages", json=HAIKU_BODY, headers={"x-api-key": bob_key}).status_code == 502
-    assert client.post("/v1/messages", json=HAIKU_BODY, headers={"x-api-key": "pg-" + "1" * 64}).status_code == 401
+    stranger = {"x-api-key": "pg-" + "1" * 64}
+    assert client.post("/v1/messages", json=HAIKU_BODY, headers=stranger).status_code == 401
 
     response = browser.get("/admin/overview")
     assert response.status_code == 200

@@ -150,7 +150,8 @@ def test_metrics_add_up_every_gunicorn_worker(database_url, fake_server, fake_up
     assert sum(v for k, v in durations if 'route="messages"' in k) == sent + 1
     assert sum(v for _, v in _samples(text, "pagegrid_time_to_first_token_seconds_count")) == sent // 3
     with app.app_context():
-        charged = -db.session.scalar(select(func.sum(LedgerEntry.amount_nanos)).where(LedgerEntry.kind == "usage"))
+        charged = -db.session.scalar(select(func.sum(LedgerEntry.amount_nanos))
+                                     .where(LedgerEntry.kind == "usage"))
     assert sum(v for _, v in _samples(text, "pagegrid_charged_nanos_total")) == charged
     pids = {labels for labels, _ in _samples(text, "pagegrid_process_resident_memory_bytes")}
     assert len(pids) == 2, pids  # both workers' memory, each under its pid
@@ -158,7 +159,7 @@ def test_metrics_add_up_every_gunicorn_worker(database_url, fake_server, fake_up
 
     # one JSON line per API request, and never a secret
     lines = [line for line in log_text.splitlines() if line.startswith("{")]
-    request_lines = [json_line for json_line in map(_json, lines) if json_line.get("logger") == "pagegrid.requests"]
+    request_lines = [line for line in map(_json, lines) if line.get("logger") == "pagegrid.requests"]
     assert len([line for line in request_lines if line["route"] == "messages"]) == sent + 1
     first = next(line for line in request_lines if line["route"] == "messages" and line["status"] == 200)
     for field in ("request_id", "user_id", "key_id", "model", "account", "status", "error_type",
