@@ -19,6 +19,10 @@ from pagegrid import create_app
 from pagegrid.extensions import db
 from pagegrid.models import LedgerEntry
 from tests.conftest import POSTGRES_ADMIN_URL
+from tests.fake_upstream import json_response
+from tests.fake_upstream import message
+from tests.fake_upstream import sse_response
+from tests.fake_upstream import stream_events
 from tests.faultproxy import FaultProxy
 from tests.test_live import start_gunicorn
 
@@ -114,6 +118,7 @@ def test_metrics_add_up_every_gunicorn_worker(database_url, fake_server, fake_up
                                               tmp_path):
     users = [wallets.user("20") for _ in range(3)]
     keys = [wallets.key(user) for user in users]
+    fake_upstream.default = _answer
     env = {"PAGEGRID_WORKERS": "2", "PAGEGRID_REDIS_URL": REDIS_URL, "PAGEGRID_LOG_FORMAT": "json",
            "PAGEGRID_RATELIMIT_PREFIX": f"pagegrid-test-{secrets.token_hex(4)}",
            "PAGEGRID_JOURNAL_DIR": str(tmp_path / "journal")}
@@ -166,8 +171,19 @@ def test_metrics_add_up_every_gunicorn_worker(database_url, fake_server, fake_up
                   "latency_ms", "ttft_ms", "input_tokens", "output_tokens", "cost_nanos"):
         assert field in first
     assert first["cost_nanos"] > 0 and first["model"] == "claude-haiku-4-5-20251001"
+    streamed = [line for line in request_lines if line["route"] == "messages" and line["stream"]]
+    assert len(streamed) == sent // 3
+    assert all(line["outcome"] == "complete" and line["ttft_ms"] is not None and line["output_tokens"] == 3
+               for line in streamed)
     for secret in [*keys, "sk-ant-fake-upstream-key"]:
         assert secret not in log_text and secret[-20:] not in log_text
+
+
+def _answer(req):  # noqa: ANN001, ANN202 - the fake provider's handler
+    if b'"stream": true' in req.get_data() or b'"stream":true' in req.get_data():
+        return sse_response(stream_events(message("a b c", model="claude-haiku-4-5-20251001",
+                                                  input_tokens=9, output_tokens=3)), 0.01)
+    return json_response(message(model="claude-haiku-4-5-20251001", input_tokens=9, output_tokens=3))
 
 
 def _json(line: str) -> dict:
