@@ -204,7 +204,7 @@ def running_gateway(fake_url: str, extra_env: dict[str, str] | None = None) -> I
                 **(extra_env or {})})
     try:
         flask_cli(env, "init-db")
-        flask_cli(env, "create-user", "bench@example.com", "--password", "bench-pw-123456-ok")
+        flask_cli(env, "create-user", "bench@example.com", "--password", "violet-kettle-harbor-52")
         flask_cli(env, "credit", "bench@example.com", "1000000")
         key = flask_cli(env, "create-key", "bench@example.com", "--rpm", "1000000").split()[-1]
         with socket.socket() as sock:  # a free port (tiny race window until gunicorn binds it)
