@@ -81,6 +81,10 @@ class Facts:
 
 # Requests answered and not yet settled or closed, by request id (emptied by ``_closed``).
 OPEN: dict[str, Facts] = {}
+# A response no server ever closes (a client library that drops it unread, an exception raised
+# after this hook) would stay in OPEN: past this many entries, those older than STALE_SECONDS go.
+OPEN_LIMIT = 10_000
+STALE_SECONDS = 6 * 3600
 
 
 def init_app(app: Flask) -> None:
@@ -104,6 +108,8 @@ def _answered(response: Response) -> Response:
     else:
         facts.latency = time.perf_counter() - facts.started
     engine = None if isinstance(g.get("gateway_error"), DependencyDown) else db.engine
+    if len(OPEN) >= OPEN_LIMIT:
+        _forget_stale()
     OPEN[request_id] = facts
     response.call_on_close(partial(_closed, facts, engine))
     return response
@@ -128,6 +134,12 @@ def _gather(request_id: str, response: Response) -> Facts:
         elif isinstance(err, InsufficientBalance):
             facts.refusal = "balance"
     return facts
+
+
+def _forget_stale() -> None:
+    oldest = time.perf_counter() - STALE_SECONDS
+    for request_id in [rid for rid, facts in OPEN.items() if facts.started < oldest]:
+        OPEN.pop(request_id, None)
 
 
 def _timed(chunks, facts: Facts):  # noqa: ANN001, ANN202 - the response's iterable, a generator
