@@ -2,6 +2,9 @@
 
 import multiprocessing
 import os
+import shutil
+import tempfile
+from pathlib import Path
 
 bind = os.environ.get("PAGEGRID_BIND", "127.0.0.1:8000")
 worker_class = "gevent"
@@ -38,6 +41,32 @@ def post_worker_init(worker):  # noqa: ANN001, ANN201 - gunicorn's hook
             previous(signum, frame)
 
     signal.signal(signal.SIGTERM, on_term)
+
+
+# /metrics adds up every worker: prometheus_client's multiprocess mode keeps each worker's
+# counters in files here. A fresh directory per master, so a restart starts the counters at 0
+# (Prometheus handles counter resets); set PROMETHEUS_MULTIPROC_DIR to choose the place.
+if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    _METRICS_DIR, _OWN_METRICS_DIR = Path(os.environ["PROMETHEUS_MULTIPROC_DIR"]), False
+    _METRICS_DIR.mkdir(parents=True, exist_ok=True)
+    for _stale in _METRICS_DIR.glob("*.db"):
+        _stale.unlink()
+else:
+    _METRICS_DIR, _OWN_METRICS_DIR = Path(tempfile.mkdtemp(prefix="pagegrid-metrics-")), True
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(_METRICS_DIR)
+
+
+def child_exit(server, worker):  # noqa: ANN001, ANN201 - gunicorn's hook
+    # prometheus_client's mark_process_dead, without importing anything into the master
+    # (the workers import after gevent has patched the stdlib): a dead worker's live gauges
+    # go, its counters stay in the sums.
+    for path in _METRICS_DIR.glob(f"gauge_live*_{worker.pid}.db"):
+        path.unlink(missing_ok=True)
+
+
+def on_exit(server):  # noqa: ANN001, ANN201 - gunicorn's hook
+    if _OWN_METRICS_DIR:
+        shutil.rmtree(_METRICS_DIR, ignore_errors=True)
 
 
 accesslog = "-"

@@ -22,8 +22,11 @@ from pagegrid import cli
 from pagegrid import config
 from pagegrid import dashboard
 from pagegrid import headers
+from pagegrid import logs
 from pagegrid import money
+from pagegrid import probes
 from pagegrid import proxies
+from pagegrid import requestlog
 from pagegrid import sessions
 from pagegrid import webhooks
 from pagegrid.catalog import Catalog
@@ -83,6 +86,10 @@ def create_app(test_config: dict | None = None) -> Flask:
     app.add_template_filter(money.format_usd, "usd")
     app.add_template_filter(money.format_per_mtok, "per_mtok")
     app.add_template_global(money.format_per_mtok, "per_mtok")
+    app.register_blueprint(probes.bp)
+    limiter.exempt(probes.bp)  # a monitor polling /readyz must never be refused
+    requestlog.init_app(app)  # after the api blueprint's hooks: the request id is stamped first
+    logs.init_app(app)
     limiter.init_app(app)  # after the blueprints: request ids are stamped before limits run
     app.register_error_handler(HTTPException, _http_error)
     app.wsgi_app = api.SlashFolding(app.wsgi_app)

@@ -27,6 +27,8 @@ from sqlalchemy import select
 from sqlalchemy import update
 from sqlalchemy.exc import IntegrityError
 
+from pagegrid import metrics
+from pagegrid import requestlog
 from pagegrid.errors import InsufficientBalance
 from pagegrid.errors import RateLimited
 from pagegrid.extensions import db
@@ -136,7 +138,7 @@ def reserve(user_id: int, request_id: str, amount_nanos: int, *, api_key_id: int
             raise RateLimited(
                 f"Concurrency limit reached: this key allows {concurrency} requests in flight at "
                 "once (streams included). Retry when one of them has finished.",
-                headers={"retry-after": "1"})
+                headers={"retry-after": "1"}, limit="concurrency")
     db.session.execute(_HOLDS.insert(), {
         "request_id": request_id, "user_id": user_id, "api_key_id": api_key_id,
         "amount_nanos": amount_nanos, "created_at": now,
@@ -243,23 +245,21 @@ def settle(charge: Charge) -> int | None:
         "created_at": now, "hold_nanos": charge.hold_nanos, "over_hold": over_hold,
         "detail": {"server_tools": tools} if tools else None, "upstream": charge.upstream,
         "attempts": charge.attempts})
+    requestlog.settled(charge, cost, now)  # its request log row, in this same transaction
     try:
         db.session.commit()
     except IntegrityError:  # settled by another process at the same moment
         db.session.rollback()
         return None
+    metrics.charged(charge, cost, over_hold)
     if over_hold:
-        OVER_HOLD.append(charge.request_id)
         log.error("charge above its hold: %s cost_nanos=%s hold_nanos=%s model=%s",
                   charge.request_id, cost, charge.hold_nanos, charge.model)
-    log.info("settled %s user=%s key=%s model=%s upstream=%s attempts=%s status=%s cost_nanos=%s",
+    log.debug("settled %s user=%s key=%s model=%s upstream=%s attempts=%s status=%s cost_nanos=%s",
              charge.request_id, charge.user_id, charge.api_key_id, charge.model, charge.upstream,
              charge.attempts, charge.status, cost)
     return cost
 
-
-# Request ids charged above their hold in this process (the metrics count them).
-OVER_HOLD: list[str] = []
 
 
 def credit(user_id: int, amount_nanos: int, note: str | None = None, *, kind: str = "credit",

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import secrets
+import sqlite3
+from pathlib import Path
 
 import click
 from flask import Flask
@@ -17,10 +19,12 @@ from werkzeug.security import generate_password_hash
 from pagegrid import accounts
 from pagegrid import allowlist
 from pagegrid import audit
+from pagegrid import backup
 from pagegrid import billing
 from pagegrid import crypto
 from pagegrid import passwords
 from pagegrid import payments
+from pagegrid import requestlog
 from pagegrid import sessions
 from pagegrid import twofactor
 from pagegrid.catalog import seed_catalog
@@ -50,8 +54,36 @@ def init_db_command() -> None:
     upgrade()
     added = seed_catalog()
     settled, failing, released = _settle_and_sweep()
+    pruned = requestlog.prune()
     click.echo(f"Database ready; {added} catalog models added; {settled} journaled settlements "
-               f"replayed ({failing} still failing); {released} holds with expired leases released.")
+               f"replayed ({failing} still failing); {released} holds with expired leases released; "
+               f"{pruned} request log rows past retention pruned.")
+
+
+@click.command("prune")
+@with_appcontext
+def prune_command() -> None:
+    """Delete request log rows older than PAGEGRID_REQUEST_LOG_DAYS (the ledger is kept); safe from cron."""
+    days = current_app.config["PAGEGRID_REQUEST_LOG_DAYS"]
+    click.echo(f"Pruned {requestlog.prune()} request log rows older than {days} days.")
+
+
+@click.command("backup")
+@with_appcontext
+@click.argument("path", type=click.Path(dir_okay=False, path_type=Path))
+def backup_command(path: Path) -> None:
+    """Write a consistent copy of the live database to PATH (SQLite backup API, or pg_dump)."""
+    try:
+        result = backup.backup(current_app.config["SQLALCHEMY_DATABASE_URI"], path)
+    except (ValueError, RuntimeError, OSError, sqlite3.Error) as exc:
+        raise click.ClickException(str(exc)) from None
+    checked = ""
+    if result.users is not None:
+        if result.inconsistent_users:
+            raise click.ClickException(f"the copy at {result.path} has {result.inconsistent_users} "
+                                       "users whose balance is not the sum of their ledger")
+        checked = f"; balance == sum(ledger) for all {result.users} users"
+    click.echo(f"Backed up to {result.path} ({result.size_bytes:,} bytes){checked}.")
 
 
 def _settle_and_sweep() -> tuple[int, int, int]:
@@ -323,7 +355,8 @@ def register(app: Flask) -> None:
                     create_key_command, list_keys_command, set_key_limits_command, balance_command,
                     release_holds_command, settle_pending_command,
                     rotate_encryption_key_command, reset_password_command, add_upstream_command,
-                    list_upstreams_command, set_upstream_command, disable_2fa_command):
+                    list_upstreams_command, set_upstream_command, disable_2fa_command, prune_command,
+                    backup_command):
         app.cli.add_command(command)
     app.cli.add_command(checkout_command)
 

@@ -114,12 +114,31 @@ def from_environ(instance_path: Path) -> dict:
         "PAGEGRID_STRIPE_API_BASE": (env("PAGEGRID_STRIPE_API_BASE") or "").rstrip("/") or None,
         "PAGEGRID_TOPUP_MIN_USD": env("PAGEGRID_TOPUP_MIN_USD") or "5",
         "PAGEGRID_TOPUP_MAX_USD": env("PAGEGRID_TOPUP_MAX_USD") or "1000",
+        # The operator's cockpit: who may scrape /metrics from beyond loopback, the log
+        # format, and how many days the request log keeps (the ledger is kept forever).
+        "PAGEGRID_METRICS_TOKEN": env("PAGEGRID_METRICS_TOKEN") or None,
+        "PAGEGRID_LOG_FORMAT": log_format(env("PAGEGRID_LOG_FORMAT") or "text"),
+        "PAGEGRID_REQUEST_LOG_DAYS": request_log_days(env("PAGEGRID_REQUEST_LOG_DAYS") or "30"),
+        # Set by gunicorn.conf.py for its workers: prometheus_client's multiprocess mode.
+        "PROMETHEUS_MULTIPROC_DIR": env("PROMETHEUS_MULTIPROC_DIR") or None,
     }
 
 
 def flag(value: str | None) -> bool:
     """An on/off setting: 1, true, yes or on (any case) is on; unset or anything else is off."""
     return (value or "").strip().lower() in ("1", "true", "yes", "on")
+def log_format(value: str) -> str:
+    """``json`` or ``text``; anything else stops the start with a clear message."""
+    if value not in ("json", "text"):
+        raise SystemExit(f"PAGEGRID_LOG_FORMAT must be json or text, not {value!r}")
+    return value
+
+
+def request_log_days(value: str) -> int:
+    """Whole days, at least 1; anything else stops the start with a clear message."""
+    if not value.strip().isdigit() or int(value) < 1:
+        raise SystemExit(f"PAGEGRID_REQUEST_LOG_DAYS must be a whole number of days >= 1, not {value!r}")
+    return int(value)
 
 
 def overdraft_policy(value: str) -> str:

@@ -127,6 +127,10 @@ class RateLimited(GatewayError):
     anthropic_type = openai_type = "rate_limit_error"
     openai_code = "rate_limit_exceeded"
 
+    def __init__(self, message: str, *, limit: str = "rpm", **options) -> None:  # noqa: ANN003
+        super().__init__(message, **options)
+        self.limit = limit  # which one: rpm, count_tokens, concurrency, daily_requests, monthly_tokens
+
 
 class UpstreamError(GatewayError):
     """The provider failed or refused; keeps the upstream's status where that helps the client."""

@@ -99,7 +99,8 @@ def check_rate(key: KeyContext, scope: str) -> None:
         what = "requests" if scope == "model-calls" else "token counting requests"
         raise RateLimited(f"Rate limit exceeded: this key allows {amount} {what} per {window} seconds. "
                           "Retry after the time in the retry-after header.",
-                          headers={"retry-after": str(wait)})
+                          headers={"retry-after": str(wait)}, limit=scope.replace("model-calls", "rpm")
+                          .replace("-", "_"))
 
 
 def rate_headers(dialect: str) -> dict[str, str]:
@@ -143,13 +144,14 @@ def _next_month(moment: datetime) -> datetime:
 LONGEST_USEFUL_WAIT = 60
 
 
-def _quota_refused(message: str, moment: datetime, resets: datetime) -> RateLimited:
+def _quota_refused(message: str, moment: datetime, resets: datetime, limit: str) -> RateLimited:
     wait = max(1, math.ceil((resets - moment).total_seconds()))
     when = resets.strftime("%Y-%m-%d %H:%M UTC")
     if wait <= LONGEST_USEFUL_WAIT:
-        return RateLimited(f"{message} It resets at {when}.", headers={"retry-after": str(wait)})
+        return RateLimited(f"{message} It resets at {when}.", headers={"retry-after": str(wait)},
+                           limit=limit)
     return RateLimited(f"{message} It resets at {when}; retrying earlier will not help.",
-                       headers={"x-should-retry": "false"})
+                       headers={"x-should-retry": "false"}, limit=limit)
 
 
 _USAGE = KeyUsage.__table__
@@ -191,14 +193,14 @@ def admit_request(key: KeyContext, moment: datetime) -> None:
         if used >= key.monthly_token_limit:
             raise _quota_refused(f"Monthly token limit reached: this key has used {used:,} of its "
                                  f"{key.monthly_token_limit:,} tokens this month (UTC).",
-                                 moment, _next_month(moment))
+                                 moment, _next_month(moment), "monthly_tokens")
     params = {"p_kid": key.key_id, "p_period": day_period(moment), "p_limit": key.daily_request_limit}
     kind = "count_below" if key.daily_request_limit else "count"
     counted = db.session.execute(_statement(kind), params).scalar_one_or_none()
     if counted is None:
         raise _quota_refused(f"Daily request limit reached: this key allows "
                              f"{key.daily_request_limit:,} requests per UTC day.",
-                             moment, _next_day(moment))
+                             moment, _next_day(moment), "daily_requests")
 
 
 def count_tokens_used(api_key_id: int, tokens: int, moment: datetime) -> None:

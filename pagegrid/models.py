@@ -339,3 +339,37 @@ class AuditEntry(db.Model):
     target: Mapped[str] = mapped_column(String(255), index=True)
     before: Mapped[dict | None] = mapped_column(JSON)
     after: Mapped[dict | None] = mapped_column(JSON)
+class RequestLogEntry(db.Model):
+    """One ``/v1`` request, refused ones included: what it asked, how it ended, how long it took.
+
+    Kept ``PAGEGRID_REQUEST_LOG_DAYS`` and pruned (``flask --app app prune``); money lives in the
+    ledger, which is kept forever. No foreign keys: a log row never blocks or fails a request.
+    """
+
+    __tablename__ = "request_log"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    request_id: Mapped[str] = mapped_column(String(64), index=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    user_id: Mapped[int | None] = mapped_column(Integer)
+    api_key_id: Mapped[int | None] = mapped_column(Integer)
+    method: Mapped[str] = mapped_column(String(8))
+    route: Mapped[str] = mapped_column(String(40))  # endpoint: messages, chat, responses, ...
+    model: Mapped[str | None] = mapped_column(String(100))
+    stream: Mapped[bool] = mapped_column(Boolean, default=False)
+    status: Mapped[int] = mapped_column(Integer)  # the HTTP status the client got
+    error_type: Mapped[str | None] = mapped_column(String(40))
+    outcome: Mapped[str | None] = mapped_column(String(20))  # the charge's: complete | client_aborted | ...
+    latency_ms: Mapped[int | None] = mapped_column(Integer)
+    ttft_ms: Mapped[int | None] = mapped_column(Integer)
+    upstream: Mapped[str | None] = mapped_column(String(100))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    input_tokens: Mapped[int] = mapped_column(Integer, default=0)
+    output_tokens: Mapped[int] = mapped_column(Integer, default=0)
+    cache_creation_input_tokens: Mapped[int] = mapped_column(Integer, default=0)
+    cache_read_input_tokens: Mapped[int] = mapped_column(Integer, default=0)
+    cost_nanos: Mapped[int] = mapped_column(BigInteger, default=0)
+    client_ip: Mapped[str | None] = mapped_column(String(45))
+
+    __table_args__ = (Index("ix_request_log_created", "created_at"),
+                      Index("ix_request_log_user_created", "user_id", "created_at"))

@@ -28,6 +28,7 @@ from flask import Flask
 from gevent import monkey
 
 from pagegrid import billing
+from pagegrid import metrics
 from pagegrid.extensions import db
 from pagegrid.translate.usage import Usage
 
@@ -167,6 +168,7 @@ class Settlements:
         except Exception:
             log.exception("settlement of %s failed; journaled and retried in the background",
                           charge.request_id)
+            metrics.journaled()
             self._defer(charge)
         self.finished(charge.request_id)
 
@@ -248,10 +250,12 @@ class Settlements:
                 billing.settle(charge)
             except Exception:
                 db.session.rollback()
+                metrics.retried(ok=False)
                 backoff = min(delay * 2, RETRY_MAX_SECONDS)
                 with self._lock:
                     self._pending.extend((now + backoff, backoff, c) for _, _, c in due[index:])
                 raise
+            metrics.retried(ok=True)
             log.info("retried settlement of %s succeeded", charge.request_id)
         with self._lock:
             if due and not self._pending:

@@ -67,6 +67,8 @@ def admin_requests(app: Flask, user_id: int, upstream_id: int) -> Iterator[tuple
     """(method, path) for every admin route; fails if a route is added without a case here."""
     paths = {
         "admin.users": [("GET", "/admin/")],
+        "admin.overview": [("GET", "/admin/overview")],
+        "admin.request_log": [("GET", "/admin/requests")],
         "admin.user_new": [("GET", "/admin/users/new"), ("POST", "/admin/users/new")],
         "admin.user_detail": [("GET", f"/admin/users/{user_id}")],
         "admin.user_active": [("POST", f"/admin/users/{user_id}/disable"),

@@ -71,6 +71,7 @@ class SlashFolding:
 
 def error_response(err: GatewayError) -> Response:
     """Render ``err`` for the current request's dialect."""
+    g.gateway_error = err  # for the request log and the metrics (requestlog.py)
     body = err.to_anthropic() if dialect(request.path) == "anthropic" else err.to_openai()
     response = Response(json.dumps(body), status=err.status, mimetype="application/json")
     response.headers.update(err.headers)

@@ -38,6 +38,7 @@ from flask import request
 from pagegrid import billing
 from pagegrid import bounds
 from pagegrid import limits
+from pagegrid import metrics
 from pagegrid import pool
 from pagegrid.api import body as bodies
 from pagegrid.api.dialects import DIALECTS
@@ -58,6 +59,7 @@ from pagegrid.errors import NoUpstream
 from pagegrid.errors import PermissionDenied
 from pagegrid.errors import UpstreamError
 from pagegrid.errors import UpstreamOverloaded
+from pagegrid.errors import UpstreamTimeout
 from pagegrid.extensions import db
 from pagegrid.keys import KeyContext
 from pagegrid.keys import authenticate as authenticate_key
@@ -147,6 +149,7 @@ def authenticate(endpoint: Endpoint) -> Inbound:
     the key, count the request against its rate, and parse and validate the body once."""
     raw = bodies.read_body()
     key = authenticate_key(request.headers)
+    g.api_key = key  # for the request log (requestlog.py)
     limits.check_rate(key, endpoint.scope)
     body = bodies.parse_json(raw)
     endpoint.validate(body)
@@ -165,6 +168,7 @@ def resolve_model(name: str, key: KeyContext) -> ModelEntry:
     if entry is None:
         raise ModelNotFound(f"model: {name} is not available. GET /v1/models lists the active models.",
                        param="model")
+    g.model = entry.id  # for the request log and the metrics (requestlog.py)
     if key.allowed_models and not ({entry.id, *entry.aliases} & set(key.allowed_models)):
         raise PermissionDenied(f"This API key may not use the model {name}.", param="model")
     return entry
@@ -285,12 +289,16 @@ def call_upstream(route: Route, path: str, payload: bytes, stream: bool,
     tried = 0
     for account in route.accounts:
         if request_id is not None and not service.acquire(account, request_id):
+            metrics.upstream_attempt(account.name, "at_cap")
             continue  # at its concurrency cap: not an attempt
         tried += 1
+        g.upstream_account, g.upstream_attempts = account.name, tried  # for the request log
         failure: pool.Failure | None = None
+        outcome = "ok"
         try:
             reply = get_adapter(account.target, config).send(path, payload, request.headers, stream)
             if reply.status != 200:
+                outcome = str(reply.status)
                 error = status_error(reply)
                 failure = pool.failure_for_status(reply.status, reply.headers)
                 if failure is None:  # the client's own mistake: no other account would differ
@@ -300,6 +308,7 @@ def call_upstream(route: Route, path: str, payload: bytes, stream: bool,
             if stream:
                 head, first = first_event(reply)
                 if first is not None and error_type(first) is not False:
+                    outcome = "stream_error"
                     failure = pool.failure_for_stream_error(error_type(first))
                     if failure is not None:
                         reply.close()
@@ -307,16 +316,20 @@ def call_upstream(route: Route, path: str, payload: bytes, stream: bool,
         except _Retry as retry:
             last = retry.error
         except UpstreamError as err:  # could not connect, timed out, broke before the first event
+            outcome = "timeout" if isinstance(err, UpstreamTimeout) else "unreachable"
             last = err
             failure = pool.Failure(err.message)
         except BaseException:
+            metrics.upstream_attempt(account.name, outcome if outcome != "ok" else "error")
             if request_id is not None:
                 service.release(account, request_id)
             raise
         else:
+            metrics.upstream_attempt(account.name, outcome)
             service.succeeded(account)
             service.remember(route.conversation, account, route.sticky)
             return account, reply, head, tried
+        metrics.upstream_attempt(account.name, outcome)
         if request_id is not None:
             service.release(account, request_id)
         service.failed(account, failure)

@@ -7,8 +7,8 @@ from flask_login import current_user
 from flask_login import login_required
 
 from pagegrid import ledger
+from pagegrid.charts import bar_chart
 from pagegrid.dashboard import bp
-from pagegrid.dashboard.charts import bar_chart
 from pagegrid.money import format_usd
 
 DAYS = 30
