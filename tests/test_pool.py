@@ -109,6 +109,9 @@ def test_a_529_fails_over_to_the_next_account_and_cools_the_first(client, runner
     assert charge.request_id == response.headers["request-id"]
     line = _status_lines(runner)["a"]
     assert "cooling until" in line and "HTTP 529" in line
+    scraped = client.get("/metrics").get_data(as_text=True)  # the attempts, by account and outcome
+    assert 'pagegrid_upstream_attempts_total{account="a",outcome="529"}' in scraped
+    assert 'pagegrid_upstream_attempts_total{account="b",outcome="ok"}' in scraped
     # While it cools, a is not tried.
     _post(client, key)
     assert len(accounts["a"].requests) == 1 and len(accounts["b"].requests) == 2
