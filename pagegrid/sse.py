@@ -32,7 +32,7 @@ class SSEDecoder:
     def feed(self, chunk: bytes) -> list[SSEEvent]:
         """Add bytes; return the events they complete."""
         self._buffer += chunk.replace(b"\r\n", b"\n")
-        events = []
+        events: list[SSEEvent] = []
         while True:
             end = self._buffer.find(b"\n\n")
             if end < 0:
