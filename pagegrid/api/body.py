@@ -76,7 +76,8 @@ def require(body: dict, field: str, kind: type, *, positive: bool = False) -> No
     value = body.get(field)
     if value is None:
         raise InvalidRequest(f"{field}: Field required", param=field)
-    if not isinstance(value, kind) or isinstance(value, bool) or (positive and value < 1):
+    if not isinstance(value, kind) or isinstance(value, bool) or (
+            positive and isinstance(value, int) and value < 1):
         article = "a positive integer" if positive else f"a {kind.__name__}"
         raise InvalidRequest(f"{field}: must be {article}", param=field)
 

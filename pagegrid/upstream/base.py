@@ -9,6 +9,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
+from werkzeug.datastructures import Headers
+
 
 @dataclass(frozen=True)
 class UpstreamTarget:
@@ -57,6 +59,7 @@ class UpstreamReply:
 class Adapter(Protocol):
     """A provider: sends one request, returns its reply or raises UpstreamError."""
 
-    def send(self, path: str, body: bytes, headers: Mapping[str, str], stream: bool) -> UpstreamReply:
+    def send(self, path: str, body: bytes, headers: Mapping[str, str] | Headers,
+             stream: bool) -> UpstreamReply:
         """POST ``body`` to ``path`` (such as ``/v1/messages``) on the provider."""
         ...
