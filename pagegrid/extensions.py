@@ -35,7 +35,6 @@ NAMING = {
 }
 
 
-
 class Base(DeclarativeBase):
     """The typed declarative base (Flask-SQLAlchemy 3.1's form): ``db.Model`` is built from it."""
 

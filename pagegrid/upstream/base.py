@@ -11,6 +11,8 @@ from typing import Protocol
 
 from werkzeug.datastructures import Headers
 
+from pagegrid.json_types import JSON
+
 
 @dataclass(frozen=True)
 class UpstreamTarget:
@@ -43,7 +45,7 @@ class UpstreamReply:
         finally:
             self.close()
 
-    def json(self) -> dict | None:
+    def json(self) -> JSON | None:
         """The whole body as a JSON object, or None if it is not one."""
         try:
             value = json.loads(self.read())

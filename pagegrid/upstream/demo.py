@@ -61,7 +61,7 @@ def count_input(body: dict) -> dict:
     total = sum(_tokens(p) for p in pieces)
     cached_upto = max((i for i, p in enumerate(pieces) if '"cache_control"' in p), default=-1)
     usage: JSON = {"input_tokens": total, "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0,
-             "cache_creation": {"ephemeral_5m_input_tokens": 0, "ephemeral_1h_input_tokens": 0}}
+                   "cache_creation": {"ephemeral_5m_input_tokens": 0, "ephemeral_1h_input_tokens": 0}}
     if cached_upto < 0:
         return usage
     prefix = "".join(pieces[: cached_upto + 1])
