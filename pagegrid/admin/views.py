@@ -103,7 +103,7 @@ def user_new() -> str | Response:
                 audit.created("user.create", user)
                 flash(f"Created {'admin ' if user.is_admin else ''}account {user.email}.", "success")
                 return redirect(url_for("admin.user_detail", user_id=user.id))
-        form.email.errors.append("An account with this email exists already.")  # type: ignore[attr-defined]  # a list once validated (stub: Sequence)
+        form.email.errors.append("An account with this email exists already.")  # type: ignore[attr-defined]  # a list (stub: Sequence)
     if form.errors:
         _form_failed()
     return render_template("admin/user_new.html", form=form)
@@ -337,7 +337,7 @@ def model_edit(model_id: str) -> str | Response:
             current_app.extensions["pagegrid.catalog"].invalidate()
             flash(f"{model.id} saved.", "success")
             return redirect(url_for("admin.models"))
-        form.aliases.errors.extend(clashes)  # type: ignore[attr-defined]  # a list once validated (stub: Sequence)
+        form.aliases.errors.extend(clashes)  # type: ignore[attr-defined]  # a list (stub: Sequence)
     if form.errors:
         _form_failed()
     return render_template("admin/model_edit.html", form=form, model=model)
