@@ -27,6 +27,7 @@ run: $(VENV)/.runtime
 lint: $(VENV)/.dev
 	$(BIN)/ruff check .
 	$(BIN)/lint-imports
+	$(BIN)/mypy
 
 # The suite runs on SQLite, then on PostgreSQL (PAGEGRID_TEST_POSTGRES_URL, default
 # postgresql://postgres@127.0.0.1:5432/postgres; each run creates and drops its own database).
@@ -42,7 +43,7 @@ bench: $(VENV)/.dev
 	$(BIN)/python bench/overhead.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache
 
 # End to end with the real clients (Claude Code, Codex CLI, OpenClaw, the Anthropic/OpenAI SDKs)
 # against a fake provider; see e2e/run.py. Installs the pinned clients into .e2e/ from npm and,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import cast
 
 import redis.exceptions
 import sqlalchemy.exc
@@ -11,6 +12,7 @@ from flask import Blueprint
 from flask import Flask
 from flask import render_template
 from flask import request
+from flask.json.provider import DefaultJSONProvider
 from limits.errors import StorageError
 from sqlalchemy import event
 from werkzeug.exceptions import HTTPException
@@ -56,8 +58,8 @@ def create_app(test_config: dict | None = None) -> Flask:
         app.config["SQLALCHEMY_DATABASE_URI"])
     app.config.setdefault("SQLALCHEMY_ENGINE_OPTIONS",
                           config.engine_options(app.config["SQLALCHEMY_DATABASE_URI"]))
-    app.json.sort_keys = False
-    app.wsgi_app = proxies.TrustedProxyFix(
+    cast(DefaultJSONProvider, app.json).sort_keys = False  # Flask's provider unless one is configured
+    app.wsgi_app = proxies.TrustedProxyFix(  # type: ignore[method-assign]  # Flask's way to add middleware
         app.wsgi_app, proxies.parse_networks(app.config["PAGEGRID_TRUSTED_PROXIES"]))
 
     db.init_app(app)
@@ -92,7 +94,7 @@ def create_app(test_config: dict | None = None) -> Flask:
     logs.init_app(app)
     limiter.init_app(app)  # after the blueprints: request ids are stamped before limits run
     app.register_error_handler(HTTPException, _http_error)
-    app.wsgi_app = api.SlashFolding(app.wsgi_app)
+    app.wsgi_app = api.SlashFolding(app.wsgi_app)  # type: ignore[method-assign]  # as above
     app.register_error_handler(Exception, _unexpected_error)
     cli.register(app)
     return app

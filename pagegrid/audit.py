@@ -92,7 +92,7 @@ def record(action: str, target: object, *, before: dict | None = None, after: di
 
 def snapshot(obj: object) -> dict:
     """The object's column values as JSON, secret columns as fingerprints (compared, never logged)."""
-    values = {}
+    values: dict[str, object] = {}
     for column in inspect(obj).mapper.column_attrs:
         if column.key in IGNORED_COLUMNS:
             continue
@@ -211,7 +211,7 @@ def _scrub(values: dict | None) -> dict | None:
     """Secret-named fields masked, secret-looking text masked, everything JSON."""
     if values is None:
         return None
-    clean = {}
+    clean: dict[str, object] = {}
     for k, v in values.items():
         if isinstance(v, _Secret):
             clean[k] = REDACTED

@@ -32,6 +32,7 @@ from pagegrid import requestlog
 from pagegrid.errors import InsufficientBalance
 from pagegrid.errors import RateLimited
 from pagegrid.extensions import db
+from pagegrid.extensions import rowcount
 from pagegrid.limits import count_tokens_used
 from pagegrid.models import ApiKey
 from pagegrid.models import Hold
@@ -126,13 +127,13 @@ def reserve(user_id: int, request_id: str, amount_nanos: int, *, api_key_id: int
     (PostgreSQL) or the write lock (SQLite) serialises a user's admissions and the count of the
     key's live holds is exact across every worker and instance. The caller commits.
     """
-    admitted = db.session.execute(_RESERVE[overdraft], {"p_uid": user_id, "p_amount": amount_nanos}).rowcount
+    admitted = rowcount(db.session.execute(_RESERVE[overdraft], {"p_uid": user_id, "p_amount": amount_nanos}))
     if admitted != 1:
         db.session.rollback()
         _refuse(user_id, amount_nanos, overdraft)
     now = utcnow()
     if concurrency and api_key_id is not None:
-        in_flight = db.session.execute(_IN_FLIGHT, {"p_kid": api_key_id, "p_now": now}).scalar()
+        in_flight = db.session.execute(_IN_FLIGHT, {"p_kid": api_key_id, "p_now": now}).scalar_one()
         if in_flight >= concurrency:
             db.session.rollback()
             raise RateLimited(

@@ -120,7 +120,7 @@ class Catalog:
                 select(CatalogModel).where(CatalogModel.active.is_(True))
                 .order_by(CatalogModel.provider, CatalogModel.id)).all()
             models = [_entry(r) for r in rows]
-            by_name = {}
+            by_name: dict[str, ModelEntry] = {}
             for m in models:
                 for name in m.aliases:
                     by_name.setdefault(name, m)

@@ -2,12 +2,28 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+from typing import Any
+from typing import ClassVar
+from typing import cast
+
 from flask_limiter import Limiter
 from flask_login import LoginManager
 from flask_migrate import Migrate
 from flask_sqlalchemy import SQLAlchemy
 from flask_wtf.csrf import CSRFProtect
+from sqlalchemy import CursorResult
 from sqlalchemy import MetaData
+from sqlalchemy import Result
+from sqlalchemy import Table
+from sqlalchemy.orm import DeclarativeBase
+
+
+def rowcount(result: Result[Any]) -> int:
+    """The rows an UPDATE or DELETE matched. ``Session.execute`` is typed as returning a Result;
+    for a DML statement it returns a CursorResult, which has the count."""
+    return cast("CursorResult[Any]", result).rowcount
+
 
 # Named constraints keep Alembic migrations identical on SQLite and PostgreSQL.
 NAMING = {
@@ -18,7 +34,24 @@ NAMING = {
     "pk": "pk_%(table_name)s",
 }
 
-db = SQLAlchemy(metadata=MetaData(naming_convention=NAMING))
+
+class Base(DeclarativeBase):
+    """The typed declarative base (Flask-SQLAlchemy 3.1's form): ``db.Model`` is built from it."""
+
+    metadata = MetaData(naming_convention=NAMING)
+    if TYPE_CHECKING:
+        # Every model declares its own Table (none maps a join or a select), so ``Model.__table__``
+        # has ``insert()``/``update()``/``delete()``; SQLAlchemy types it as any FromClause.
+        __table__: ClassVar[Table]
+
+
+db = SQLAlchemy(model_class=Base)
+if TYPE_CHECKING:
+    # mypy cannot take a base class from an attribute (``db.Model``; python/mypy#8603): it checks
+    # the models against ``Base``, whose body ``db.Model`` copies.
+    Model = Base
+else:
+    Model = db.Model
 migrate = Migrate()
 login_manager = LoginManager()
 login_manager.login_view = "dashboard.login"

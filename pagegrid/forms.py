@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from flask_wtf import FlaskForm
 from wtforms import IntegerField
 from wtforms import SelectMultipleField
@@ -15,6 +17,8 @@ from pagegrid import allowlist
 
 class IpRangesField(StringField):
     """CIDR ranges, comma- or space-separated in the form, a normalised list in ``data``."""
+
+    data: Any  # the list once parsed, the text as typed while it has an error (StringField: str)
 
     def _value(self) -> str:
         return ", ".join(self.data) if isinstance(self.data, list) else (self.data or "")
@@ -43,4 +47,5 @@ class KeyLimitsForm(FlaskForm):
     concurrency = IntegerField("Requests at once", default=16,
                                validators=[DataRequired(), NumberRange(1, 10_000)])
     allowed_models = SelectMultipleField("Allowed models (none selected = all)", choices=[])
-    allowed_ips = IpRangesField("Allowed IPs (CIDR ranges; empty = anywhere)", default=list)
+    allowed_ips = IpRangesField("Allowed IPs (CIDR ranges; empty = anywhere)",
+                                default=list)  # type: ignore[arg-type]  # the stub wants text

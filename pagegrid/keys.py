@@ -14,6 +14,7 @@ from flask import has_request_context
 from flask import request
 from sqlalchemy import bindparam
 from sqlalchemy import select
+from werkzeug.datastructures import Headers
 
 from pagegrid import allowlist
 from pagegrid.errors import AuthenticationFailed
@@ -103,7 +104,7 @@ def rotate_key(key: ApiKey) -> str:
     return secret
 
 
-def key_from_headers(headers: Mapping[str, str]) -> str | None:
+def key_from_headers(headers: Mapping[str, str] | Headers) -> str | None:
     """The key from ``x-api-key``, ``api-key`` or ``Authorization: Bearer``, if any."""
     for name in ("x-api-key", "api-key"):
         value = headers.get(name)
@@ -127,7 +128,7 @@ _KEY_LOOKUP = (
 )
 
 
-def authenticate(headers: Mapping[str, str], client_ip: str | None = None) -> KeyContext:
+def authenticate(headers: Mapping[str, str] | Headers, client_ip: str | None = None) -> KeyContext:
     """Resolve the request's key, or raise AuthenticationFailed (401), or PermissionDenied (403)
     when the key has an IP allow-list without ``client_ip`` (default: the request's address,
     which ProxyFix has already taken from a trusted proxy's ``X-Forwarded-For``)."""
@@ -136,7 +137,7 @@ def authenticate(headers: Mapping[str, str], client_ip: str | None = None) -> Ke
     return context
 
 
-def key_context(headers: Mapping[str, str]) -> KeyContext:
+def key_context(headers: Mapping[str, str] | Headers) -> KeyContext:
     """The request's key as plain values, or AuthenticationFailed (401); no per-request checks.
 
     A cache of contexts belongs here; ``check_client_ip`` must still run on every request.

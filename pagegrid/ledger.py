@@ -89,7 +89,7 @@ def models_used(user_id: int) -> list[str]:
 
 def summary(user_id: int) -> dict:
     """Balance, money on hold, this month's spend and the number of active keys."""
-    user = db.session.get(User, user_id)
+    user = db.session.get_one(User, user_id)
     month_start = utcnow().replace(day=1, hour=0, minute=0, second=0, microsecond=0)
     spent = db.session.scalar(
         select(func.coalesce(-func.sum(LedgerEntry.amount_nanos), 0))

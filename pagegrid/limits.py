@@ -14,6 +14,7 @@ import time
 from datetime import UTC
 from datetime import datetime
 from datetime import timedelta
+from typing import Any
 
 from flask import current_app
 from flask import g
@@ -157,7 +158,7 @@ def _quota_refused(message: str, moment: datetime, resets: datetime, limit: str)
 _USAGE = KeyUsage.__table__
 _MONTH_TOKENS = select(_USAGE.c.tokens).where(_USAGE.c.api_key_id == bindparam("p_kid"),
                                               _USAGE.c.period == bindparam("p_period"))
-_ROW = {"api_key_id": bindparam("p_kid"), "period": bindparam("p_period")}
+_ROW: dict[str, Any] = {"api_key_id": bindparam("p_kid"), "period": bindparam("p_period")}
 _KEY = [_USAGE.c.api_key_id, _USAGE.c.period]
 
 

@@ -22,7 +22,7 @@ from sqlalchemy.orm import mapped_column
 
 from pagegrid import clock
 from pagegrid.crypto import EncryptedText
-from pagegrid.extensions import db
+from pagegrid.extensions import Model
 
 # SQLite only auto-increments an INTEGER PRIMARY KEY, PostgreSQL wants BIGINT for a ledger.
 BigId = BigInteger().with_variant(Integer(), "sqlite")
@@ -33,7 +33,7 @@ def utcnow() -> datetime:
     return clock.now()
 
 
-class User(UserMixin, db.Model):
+class User(UserMixin, Model):
     """A customer or operator account; its wallet is ``balance_nanos`` (nano-USD)."""
 
     __tablename__ = "users"
@@ -71,7 +71,7 @@ class User(UserMixin, db.Model):
         return f"{self.id}:{self.session_epoch}"
 
 
-class ApiKey(db.Model):
+class ApiKey(Model):
     """An API key. Only the sha256 of the secret is stored."""
 
     __tablename__ = "api_keys"
@@ -101,7 +101,7 @@ class ApiKey(db.Model):
         return f"{self.prefix}\u2026{self.last4}"
 
 
-class CatalogModel(db.Model):
+class CatalogModel(Model):
     """A model customers can call, with its prices in nano-USD per token.
 
     $X per 1M tokens is X*1000 nano-USD per token, so any list price with up to three
@@ -132,7 +132,7 @@ class CatalogModel(db.Model):
     )
 
 
-class Upstream(db.Model):
+class Upstream(Model):
     """A provider account requests are forwarded to. The key is never shown back."""
 
     __tablename__ = "upstreams"
@@ -158,7 +158,7 @@ class Upstream(db.Model):
     __table_args__ = (Index("uq_upstreams_name", "name", unique=True),)
 
 
-class UpstreamStatus(db.Model):
+class UpstreamStatus(Model):
     """An account's live health, shared by every worker when Redis is not configured.
 
     ``cooling`` until ``until`` after a 429, 5xx, 529 or timeout (``strikes`` counts repeats,
@@ -176,7 +176,7 @@ class UpstreamStatus(db.Model):
     strikes: Mapped[int] = mapped_column(Integer, default=0)
 
 
-class Hold(db.Model):
+class Hold(Model):
     """Money reserved for a request in flight; deleted exactly once, at settlement.
 
     The worker serving the request renews ``lease_until`` while it runs; a hold whose lease
@@ -196,7 +196,7 @@ class Hold(db.Model):
     __table_args__ = (CheckConstraint("amount_nanos >= 0", name="amount_not_negative"),)
 
 
-class LedgerEntry(db.Model):
+class LedgerEntry(Model):
     """One change of a wallet: a request's charge, a top-up or an adjustment.
 
     ``amount_nanos`` is signed (charges are negative), so a balance is the sum of its rows.
@@ -232,7 +232,7 @@ class LedgerEntry(db.Model):
     __table_args__ = (Index("ix_ledger_user_created", "user_id", "created_at"),)
 
 
-class KeyUsage(db.Model):
+class KeyUsage(Model):
     """Per-key counters for a UTC day (``2026-11-25``: requests) or month (``2026-11``: tokens).
 
     Kept in the database beside the ledger, so they are exact across any number of workers
@@ -248,7 +248,7 @@ class KeyUsage(db.Model):
     tokens: Mapped[int] = mapped_column(BigInteger, default=0)
 
 
-class TopUpCode(db.Model):
+class TopUpCode(Model):
     """A single-use code an admin hands out; redeeming it credits the wallet once."""
 
     __tablename__ = "topup_codes"
@@ -267,7 +267,7 @@ class TopUpCode(db.Model):
     __table_args__ = (CheckConstraint("amount_nanos > 0", name="amount_positive"),)
 
 
-class StripeTopUp(db.Model):
+class StripeTopUp(Model):
     """A wallet top-up paid by card through a Stripe Checkout Session.
 
     ``pending`` until Stripe confirms the payment (``paid``, credited once), ``expired`` when the
@@ -294,7 +294,7 @@ class StripeTopUp(db.Model):
                       CheckConstraint("refunded_nanos >= 0", name="refunded_not_negative"))
 
 
-class OneTimeSecret(db.Model):
+class OneTimeSecret(Model):
     """A new API key's secret between the POST that made it and the one page that shows it.
 
     Kept here (encrypted) rather than in the signed session cookie, which any holder can read;
@@ -310,7 +310,7 @@ class OneTimeSecret(db.Model):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
-class RecoveryCode(db.Model):
+class RecoveryCode(Model):
     """A single-use two-factor recovery code; only its sha256 is stored (the code has 79 random bits)."""
 
     __tablename__ = "recovery_codes"
@@ -322,7 +322,7 @@ class RecoveryCode(db.Model):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
-class AuditEntry(db.Model):
+class AuditEntry(Model):
     """One admin action (audit.py): who, what, on what, when, and the values before and after.
 
     ``actor`` is the admin's email, or ``cli`` for an operator command; secrets never get here.
@@ -339,7 +339,7 @@ class AuditEntry(db.Model):
     target: Mapped[str] = mapped_column(String(255), index=True)
     before: Mapped[dict | None] = mapped_column(JSON)
     after: Mapped[dict | None] = mapped_column(JSON)
-class RequestLogEntry(db.Model):
+class RequestLogEntry(Model):
     """One ``/v1`` request, refused ones included: what it asked, how it ended, how long it took.
 
     Kept ``PAGEGRID_REQUEST_LOG_DAYS`` and pruned (``flask --app app prune``); money lives in the

@@ -15,6 +15,7 @@ from sqlalchemy import delete
 from sqlalchemy import select
 
 from pagegrid.extensions import db
+from pagegrid.extensions import rowcount
 from pagegrid.models import OneTimeSecret
 from pagegrid.models import utcnow
 
@@ -51,6 +52,6 @@ def claim(user_id: int, labels: tuple[str, ...] | None = None) -> tuple[str | No
         return None, ""
     value, label = row.value, row.label
     # Only the request whose DELETE removes the row shows it (two tabs reloading at once).
-    deleted = db.session.execute(delete(OneTimeSecret).where(OneTimeSecret.id == row_id)).rowcount
+    deleted = rowcount(db.session.execute(delete(OneTimeSecret).where(OneTimeSecret.id == row_id)))
     db.session.commit()
     return (value, label) if deleted == 1 else (None, "")

@@ -36,6 +36,7 @@ from pagegrid import billing
 from pagegrid.errors import GatewayError
 from pagegrid.errors import InvalidRequest
 from pagegrid.extensions import db
+from pagegrid.extensions import rowcount
 from pagegrid.models import LedgerEntry
 from pagegrid.models import StripeTopUp
 from pagegrid.models import User
@@ -208,11 +209,11 @@ def credit_session(session: dict) -> str:
         raise InvalidRequest(f"Checkout Session {session.get('id')} does not match top-up {row.id}.")
     topup_id, user_id, amount = row.id, row.user_id, row.amount_nanos
     db.session.rollback()  # the guard below is the first statement of the write transaction
-    claimed = db.session.execute(
+    claimed = rowcount(db.session.execute(
         update(StripeTopUp).where(StripeTopUp.id == topup_id, StripeTopUp.status.in_(UNPAID))
         .values(status="paid", paid_at=utcnow(), session_id=session.get("id"),
                 payment_intent_id=_id_of(session.get("payment_intent")))
-        .execution_options(synchronize_session=False)).rowcount
+        .execution_options(synchronize_session=False)))
     if claimed != 1:
         db.session.rollback()
         return "already credited"
@@ -234,9 +235,9 @@ def close_session(session: dict, status: str) -> str:
         return "ignored: not a PageGrid top-up"
     topup_id = row.id
     db.session.rollback()
-    closed = db.session.execute(
+    closed = rowcount(db.session.execute(
         update(StripeTopUp).where(StripeTopUp.id == topup_id, StripeTopUp.status == "pending")
-        .values(status=status).execution_options(synchronize_session=False)).rowcount
+        .values(status=status).execution_options(synchronize_session=False)))
     db.session.commit()
     return f"top-up {topup_id} {status}" if closed else "unchanged"
 

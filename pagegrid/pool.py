@@ -44,6 +44,7 @@ from sqlalchemy import delete
 from sqlalchemy import insert
 from sqlalchemy import select
 from sqlalchemy import update
+from werkzeug.datastructures import Headers
 
 from pagegrid import clock
 from pagegrid.extensions import db
@@ -198,7 +199,7 @@ class Pool:
 
     def _read_statuses(self) -> dict[str, Status]:
         if self.redis is not None:
-            return {name.decode(): Status.from_json(value)
+            return {_text(name): Status.from_json(value)
                     for name, value in self.redis.hgetall(self._status_key).items()}
         with db.engine.connect() as conn:
             rows = conn.execute(select(UpstreamStatus)).all()
@@ -321,7 +322,7 @@ class Pool:
         try:
             if self.redis is not None:
                 value = self.redis.getex(self.prefix + "affinity:" + conversation, ex=AFFINITY_SECONDS)
-                return value.decode() if value else None
+                return _text(value) if value else None
         except redis.RedisError:
             log.warning("could not read a conversation's upstream affinity", exc_info=True)
             return None
@@ -373,7 +374,7 @@ class Pool:
         """Give back a slot taken with ``acquire`` (safe to call for uncapped accounts)."""
         if not account.max_concurrency:
             return
-        if self._acquire_script is not None:
+        if self._acquire_script is not None and self.redis is not None:
             try:
                 self.redis.zrem(self.prefix + "upstream-slots:" + account.name, request_id)
                 return
@@ -440,6 +441,11 @@ def failure_for_status(status: int, headers: Mapping[str, str], at: datetime | N
     return None
 
 
+def _text(value: bytes | str) -> str:
+    """A Redis reply as text (redis-py types replies as either; this client gets bytes)."""
+    return value.decode() if isinstance(value, bytes) else value
+
+
 def failure_for_stream_error(error_type: str | None) -> Failure | None:
     """What a stream whose first event is an error says; None: not the account's fault."""
     if error_type in ("overloaded_error", "api_error", "server_error", "timeout_error", None):
@@ -473,7 +479,7 @@ SESSION_HEADERS = ("x-claude-code-session-id", "session-id", "session_id", "conv
                    "conversation-id")
 
 
-def conversation_id(key_id: int, body: dict, headers: Mapping[str, str]) -> str:
+def conversation_id(key_id: int, body: dict, headers: Mapping[str, str] | Headers) -> str:
     """A stable id for the conversation a request belongs to, scoped to the API key.
 
     From what clients send: ``prompt_cache_key`` (Codex, OpenAI SDKs), the session part of
@@ -487,7 +493,7 @@ def conversation_id(key_id: int, body: dict, headers: Mapping[str, str]) -> str:
     return hashlib.sha256(f"{key_id}\0{marker}".encode()).hexdigest()[:32]
 
 
-def _client_marker(body: dict, headers: Mapping[str, str]) -> str | None:
+def _client_marker(body: dict, headers: Mapping[str, str] | Headers) -> str | None:
     key = body.get("prompt_cache_key")
     if isinstance(key, str) and key:
         return "pck:" + key

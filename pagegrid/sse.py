@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
+from pagegrid.json_types import JSON
+
 
 @dataclass
 class SSEEvent:
@@ -14,7 +16,7 @@ class SSEEvent:
     event: str | None
     data: str
 
-    def json(self) -> dict | None:
+    def json(self) -> JSON | None:
         """The data field as a JSON object, or None when it is not one (``[DONE]``, a comment)."""
         try:
             value = json.loads(self.data)
@@ -32,7 +34,7 @@ class SSEDecoder:
     def feed(self, chunk: bytes) -> list[SSEEvent]:
         """Add bytes; return the events they complete."""
         self._buffer += chunk.replace(b"\r\n", b"\n")
-        events = []
+        events: list[SSEEvent] = []
         while True:
             end = self._buffer.find(b"\n\n")
             if end < 0:
@@ -65,7 +67,7 @@ def _parse(raw: bytes) -> SSEEvent | None:
     return SSEEvent(raw=raw, event=event, data="\n".join(data))
 
 
-def encode(data: dict | str, event: str | None = None) -> bytes:
+def encode(data: JSON | str, event: str | None = None) -> bytes:
     """Encode one event; dicts are sent as compact JSON."""
     payload = data if isinstance(data, str) else json.dumps(data, separators=(",", ":"))
     head = f"event: {event}\n" if event else ""

@@ -27,6 +27,7 @@ from sqlalchemy import update
 
 from pagegrid import clock
 from pagegrid.extensions import db
+from pagegrid.extensions import rowcount
 from pagegrid.models import RecoveryCode
 from pagegrid.models import User
 
@@ -75,11 +76,11 @@ def check(user: User, code: str) -> str | None:
     if _TOTP.fullmatch(text):
         return _check_totp(user, text)
     if len(text) == _RECOVERY_LENGTH and user.totp_enabled:
-        spent = db.session.execute(
+        spent = rowcount(db.session.execute(
             update(RecoveryCode)
             .where(RecoveryCode.user_id == user.id, RecoveryCode.code_hash == _hash(text),
                    RecoveryCode.used_at.is_(None))
-            .values(used_at=clock.now()).execution_options(synchronize_session=False)).rowcount
+            .values(used_at=clock.now()).execution_options(synchronize_session=False)))
         db.session.commit()
         return "recovery" if spent == 1 else None
     return None
@@ -94,10 +95,10 @@ def _check_totp(user: User, code: str) -> str | None:
                  if hmac.compare_digest(totp.generate_otp(s), code)), None)
     if step is None:
         return None
-    claimed = db.session.execute(
+    claimed = rowcount(db.session.execute(
         update(User).where(User.id == user.id, or_(User.totp_last_step.is_(None),
                                                    User.totp_last_step < step))
-        .values(totp_last_step=step).execution_options(synchronize_session=False)).rowcount
+        .values(totp_last_step=step).execution_options(synchronize_session=False)))
     db.session.commit()
     return "totp" if claimed == 1 else "replayed"
 
@@ -124,7 +125,7 @@ def disable(user: User) -> None:
 def codes_left(user_id: int) -> int:
     """Unused recovery codes of the user."""
     return db.session.scalar(select(func.count()).select_from(RecoveryCode).where(
-        RecoveryCode.user_id == user_id, RecoveryCode.used_at.is_(None)))
+        RecoveryCode.user_id == user_id, RecoveryCode.used_at.is_(None))) or 0
 
 
 def _new_codes(user: User) -> list[str]:

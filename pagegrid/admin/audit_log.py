@@ -10,7 +10,7 @@ from datetime import timedelta
 from flask import render_template
 from flask import request
 from sqlalchemy import select
-from wtforms import SelectChoice
+from wtforms import SelectChoice  # type: ignore[attr-defined]  # WTForms 3.3 has it; types-WTForms 3.2 does not yet
 
 from pagegrid import audit
 from pagegrid.admin import bp

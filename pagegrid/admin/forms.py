@@ -13,7 +13,7 @@ from wtforms import Field
 from wtforms import IntegerField
 from wtforms import PasswordField
 from wtforms import RadioField
-from wtforms import SelectChoice
+from wtforms import SelectChoice  # type: ignore[attr-defined]  # WTForms 3.3 has it; types-WTForms 3.2 does not yet
 from wtforms import SelectField
 from wtforms import StringField
 from wtforms.validators import DataRequired

@@ -9,6 +9,7 @@ operator has no list price here and is costed at its catalog price (margin 0), f
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from datetime import date
 from datetime import datetime
 from datetime import time
@@ -58,9 +59,9 @@ def _utc_day(column):  # noqa: ANN001, ANN202 - SQL expressions
     return func.strftime("%Y-%m-%d", column)
 
 
-def list_cost(model: str, tokens: tuple[int, ...], catalog_prices: dict[str, Price]) -> int:
+def list_cost(model: str | None, tokens: Sequence[int], catalog_prices: dict[str, Price]) -> int:
     """Nano-USD the provider bills at list price for these token sums (in, out, cw, cw1h, cr)."""
-    price = LIST_PRICES.get(model) or catalog_prices.get(model)
+    price = (LIST_PRICES.get(model) or catalog_prices.get(model)) if model else None
     if price is None:
         return 0
     inp, out, writes, writes_1h, reads = (int(t) for t in tokens)
@@ -145,9 +146,9 @@ def summary(now: datetime | None = None) -> dict:
         windows.append({"label": label, "days": days, "revenue": revenue, "cost": cost,
                         "margin": revenue - cost, "charged": sum(v["charged"] for v in picked),
                         **traffic(_midnight(start))})
-    days = [(today - timedelta(days=CHART_DAYS - 1 - i)).isoformat() for i in range(CHART_DAYS)]
+    chart_days = [(today - timedelta(days=CHART_DAYS - 1 - i)).isoformat() for i in range(CHART_DAYS)]
     return {"windows": windows, "days": [(d, by_day.get(d, {"revenue": 0, "cost": 0, "charged": 0}))
-                                         for d in days],
+                                         for d in chart_days],
             "requests_by_day": _requests_by_day(first),
             "top_users": _top_users(first), "top_models": _top_models(first, prices),
             "balances": _balances(), "holds": _holds(),

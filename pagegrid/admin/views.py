@@ -65,7 +65,7 @@ def _page(query: Select, param: str = "page", per_page: int = PER_PAGE) -> Pagin
                        error_out=False)
 
 
-def _aware(moment: datetime | None) -> datetime | None:
+def _aware(moment: datetime) -> datetime:
     # SQLite hands timestamps back without their zone; they were stored in UTC.
     return moment.replace(tzinfo=UTC) if moment is not None and moment.tzinfo is None else moment
 
@@ -93,17 +93,17 @@ def user_new() -> str | Response:
     """Create an account with an initial password."""
     form = NewUserForm()
     if form.validate_on_submit():
-        email = form.email.data.strip().lower()
+        email = (form.email.data or "").strip().lower()
         if db.session.scalar(select(User.id).where(User.email == email)) is None:
             try:
-                user = create_user(email, form.password.data, form.admin.data)
+                user = create_user(email, form.password.data or "", form.admin.data)
             except IntegrityError:  # created by someone else a moment ago
                 db.session.rollback()
             else:
                 audit.created("user.create", user)
                 flash(f"Created {'admin ' if user.is_admin else ''}account {user.email}.", "success")
                 return redirect(url_for("admin.user_detail", user_id=user.id))
-        form.email.errors.append("An account with this email exists already.")
+        form.email.errors.append("An account with this email exists already.")  # type: ignore[attr-defined]  # a list (stub: Sequence)
     if form.errors:
         _form_failed()
     return render_template("admin/user_new.html", form=form)
@@ -161,7 +161,7 @@ def user_password(user_id: int) -> str | Response:
     if not form.validate_on_submit():
         _form_failed()
         return _render_user(user, password_form=form)
-    user.password_hash = generate_password_hash(form.new.data)
+    user.password_hash = generate_password_hash(form.new.data or "")
     sessions.end_all(user)  # whoever had the old password is logged out
     audit.record_change("user.password_reset", user)
     db.session.commit()
@@ -241,12 +241,12 @@ def user_credit(user_id: int) -> str | Response:
     if not form.validate_on_submit():
         _form_failed()
         return _render_user(user, credit_form=form)
-    amount = billing.usd_to_nanos(form.amount.data)
+    amount = billing.usd_to_nanos(form.amount.data or "")
     if form.direction.data == "debit":
         amount = -amount
     before = db.session.scalar(select(User.balance_nanos).where(User.id == user.id))
-    entry = billing.credit(user.id, amount, form.note.data.strip(), commit=False)
-    balance = db.session.scalar(select(User.balance_nanos).where(User.id == user.id))
+    entry = billing.credit(user.id, amount, (form.note.data or "").strip(), commit=False)
+    balance = db.session.execute(select(User.balance_nanos).where(User.id == user.id)).scalar_one()
     audit.record("wallet.credit" if amount > 0 else "wallet.debit", user,  # commits both together
                  before={"balance_nanos": before},
                  after={"balance_nanos": balance, "amount_nanos": amount, "note": entry.note,
@@ -269,7 +269,7 @@ def topup_codes() -> str:
         expires_at = None
         if form.expires.data:  # valid through the whole UTC day
             expires_at = datetime.combine(form.expires.data + timedelta(days=1), time.min, tzinfo=UTC)
-        row, code = billing.create_topup_code(billing.usd_to_nanos(form.amount.data),
+        row, code = billing.create_topup_code(billing.usd_to_nanos(form.amount.data or ""),
                                               note=(form.note.data or "").strip() or None,
                                               expires_at=expires_at, created_by=current_user.id)
         audit.created("topup_code.create", row)
@@ -337,7 +337,7 @@ def model_edit(model_id: str) -> str | Response:
             current_app.extensions["pagegrid.catalog"].invalidate()
             flash(f"{model.id} saved.", "success")
             return redirect(url_for("admin.models"))
-        form.aliases.errors.extend(clashes)
+        form.aliases.errors.extend(clashes)  # type: ignore[attr-defined]  # a list (stub: Sequence)
     if form.errors:
         _form_failed()
     return render_template("admin/model_edit.html", form=form, model=model)
@@ -361,7 +361,7 @@ def upstreams() -> str:
 
 def _save_upstream(form: UpstreamForm, row: Upstream | None) -> bool:
     """Apply a valid form; False (with the reason on the form) if the account is refused."""
-    settings = {"provider": form.provider.data, "name": form.name.data.strip(),
+    settings = {"provider": form.provider.data, "name": (form.name.data or "").strip(),
                 "base_url": form.base_url.data, "priority": form.priority.data or 0,
                 "weight": 1 if form.weight.data is None else form.weight.data,
                 "models": accounts.parse_models(form.models.data),
@@ -386,7 +386,7 @@ def upstream_new() -> str | Response:
     form = UpstreamForm()
     if form.validate_on_submit(extra_validators={"api_key": [DataRequired("Enter the account's API key.")]}) \
             and _save_upstream(form, None):
-        flash(f"Upstream account {form.name.data.strip()} added.", "success")
+        flash(f"Upstream account {(form.name.data or '').strip()} added.", "success")
         return redirect(url_for("admin.upstreams"))
     if form.errors or form.name.errors:
         _form_failed()

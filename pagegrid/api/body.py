@@ -14,6 +14,7 @@ from gevent import monkey
 
 from pagegrid.errors import GatewayError
 from pagegrid.errors import InvalidRequest
+from pagegrid.json_types import JSON
 
 
 def read_body() -> bytes:
@@ -38,7 +39,7 @@ def read_body() -> bytes:
 _SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
 
 
-def parse_json(raw: bytes) -> dict:
+def parse_json(raw: bytes) -> JSON:
     """The body as a JSON object; 400 for anything else (bad syntax, invalid UTF-8, lone
     surrogates, nesting too deep to parse)."""
     try:
@@ -76,7 +77,8 @@ def require(body: dict, field: str, kind: type, *, positive: bool = False) -> No
     value = body.get(field)
     if value is None:
         raise InvalidRequest(f"{field}: Field required", param=field)
-    if not isinstance(value, kind) or isinstance(value, bool) or (positive and value < 1):
+    if not isinstance(value, kind) or isinstance(value, bool) or (
+            positive and isinstance(value, int) and value < 1):
         article = "a positive integer" if positive else f"a {kind.__name__}"
         raise InvalidRequest(f"{field}: must be {article}", param=field)
 

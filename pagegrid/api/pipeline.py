@@ -245,7 +245,7 @@ def relay(admitted: Admitted, outbound: Outbound, accounts: Route) -> Response:
     """Call the accounts until one answers, then answer the client (streaming or not) with
     settlement attached; a failure before that releases the hold and raises."""
     call, adaptor = outbound.call, outbound.adaptor
-    app = current_app._get_current_object()
+    app = current_app._get_current_object()  # type: ignore[attr-defined]  # a LocalProxy, typed as Flask
     handed_off = False
     try:
         account, reply, head, tried = call_upstream(accounts, adaptor.path, outbound.payload, call.stream,
@@ -307,9 +307,9 @@ def call_upstream(route: Route, path: str, payload: bytes, stream: bool,
             head: list[bytes] = []
             if stream:
                 head, first = first_event(reply)
-                if first is not None and error_type(first) is not False:
+                if first is not None and (kind := error_type(first)) is not False:
                     outcome = "stream_error"
-                    failure = pool.failure_for_stream_error(error_type(first))
+                    failure = pool.failure_for_stream_error(kind)
                     if failure is not None:
                         reply.close()
                         raise _Retry(stream_start_error(first))
@@ -332,6 +332,7 @@ def call_upstream(route: Route, path: str, payload: bytes, stream: bool,
         metrics.upstream_attempt(account.name, outcome)
         if request_id is not None:
             service.release(account, request_id)
+        assert failure is not None  # set on every path here: a _Retry carries one, an UpstreamError too
         service.failed(account, failure)
         log.warning("upstream account %s failed (attempt %d of %d): %s", account.name, tried,
                     len(route.accounts), failure.reason)

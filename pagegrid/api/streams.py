@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 from pagegrid.errors import GatewayError
+from pagegrid.json_types import JSON
 from pagegrid.sse import SSEEvent
 from pagegrid.sse import encode
 
@@ -59,7 +61,7 @@ class Passthrough:
 class Translated:
     """Feed each provider event to a translator and frame what it returns."""
 
-    def __init__(self, translator, frame: Callable[[object], bytes],  # noqa: ANN001 - any *Stream
+    def __init__(self, translator, frame: Callable[[Any], bytes],  # noqa: ANN001 - any *Stream
                  error: ErrorRenderer, done: bytes = b"") -> None:
         self._translator = translator
         self._frame = frame
@@ -81,17 +83,17 @@ class Translated:
         return self._error(err, getattr(self._translator, "sequence_number", 0))
 
 
-def frame_chat(chunk: object) -> bytes:
+def frame_chat(chunk: JSON) -> bytes:
     """``data: {chunk}``."""
     return encode(chunk)
 
 
-def frame_named(item: object) -> bytes:
+def frame_named(item: tuple[str, JSON]) -> bytes:
     """An ``(event, data)`` pair of the Messages API."""
     name, data = item
     return encode(data, name)
 
 
-def frame_typed(event: object) -> bytes:
+def frame_typed(event: JSON) -> bytes:
     """A Responses API event, named by its ``type``."""
     return encode(event, event["type"])

@@ -86,17 +86,17 @@ def _within_ceilings(form: KeyLimitsForm, key: ApiKey | None) -> bool:
     """Refuse settings above the operator's ceilings for this account (False, with errors)."""
     user = current_user
     if user.max_rpm and form.rpm.data > user.max_rpm:
-        form.rpm.errors.append(f"Your account allows at most {user.max_rpm:,} requests per minute.")
+        form.rpm.errors.append(f"Your account allows at most {user.max_rpm:,} requests per minute.")  # type: ignore[attr-defined]  # a list (stub: Sequence)
     if user.max_concurrency and form.concurrency.data > user.max_concurrency:
-        form.concurrency.errors.append(f"Your account allows at most {user.max_concurrency:,} at once.")
+        form.concurrency.errors.append(f"Your account allows at most {user.max_concurrency:,} at once.")  # type: ignore[attr-defined]  # a list (stub: Sequence)
     if not user.may_lift_quotas:
         for field, current in ((form.daily_request_limit, key.daily_request_limit if key else 0),
                                (form.monthly_token_limit, key.monthly_token_limit if key else 0)):
             value = field.data or 0
             if key is None and value == 0:
-                field.errors.append("Your operator asks every key to carry this limit.")
+                field.errors.append("Your operator asks every key to carry this limit.")  # type: ignore[attr-defined]  # a list (stub: Sequence)
             elif key is not None and current and (value == 0 or value > current):
-                field.errors.append("Your operator lets you lower this limit, not raise or remove it.")
+                field.errors.append("Your operator lets you lower this limit, not raise or remove it.")  # type: ignore[attr-defined]  # a list (stub: Sequence)
     return not (form.rpm.errors or form.concurrency.errors or form.daily_request_limit.errors
                 or form.monthly_token_limit.errors)
 

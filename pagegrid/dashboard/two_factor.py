@@ -100,7 +100,8 @@ def two_factor() -> str:
     """Two-factor status; enrolment (QR code) when it is off; new recovery codes shown once."""
     user = current_user._get_current_object()
     codes, _ = onetime.claim(user.id, labels=("recovery",))
-    context = {"form": TwoFactorForm(formdata=None), "codes": codes.split("\n") if codes else None}
+    context: dict[str, object] = {"form": TwoFactorForm(formdata=None),
+                                  "codes": codes.split("\n") if codes else None}
     if user.totp_enabled:
         context["left"] = twofactor.codes_left(user.id)
     else:
@@ -120,11 +121,11 @@ def _confirmed(form: TwoFactorForm, user: User, kinds: tuple[str, ...]) -> int:
     if wait:
         flash(f"Too many wrong tries: try again in {_wait(wait)}.", "error")
         return 429
-    if not check_password_hash(user.password_hash, form.password.data):
+    if not check_password_hash(user.password_hash, form.password.data or ""):
         throttle.failed(user.email, ip)
         flash("The password is wrong.", "error")
         return 200
-    kind = twofactor.check(user, form.code.data)
+    kind = twofactor.check(user, form.code.data or "")
     if kind not in kinds:
         throttle.code_failed(user.id, ip)
         flash("This code was used already: wait for the next one." if kind == "replayed" else

@@ -20,6 +20,8 @@ import json
 import re
 
 from pagegrid.errors import InvalidRequest
+from pagegrid.json_types import JSON
+from pagegrid.json_types import JSONValue
 from pagegrid.translate.fields import check_bool
 from pagegrid.translate.fields import positive_int
 from pagegrid.translate.fields import present_fields
@@ -85,9 +87,10 @@ CHAT_FIELDS: dict[str, str] = {
     "safety_identifier": "ignored: OpenAI abuse-monitoring id",
 }
 
-STOP_REASONS_TO_OPENAI = {"end_turn": "stop", "stop_sequence": "stop", "pause_turn": "stop",
-                          "max_tokens": "length", "model_context_window_exceeded": "length",
-                          "tool_use": "tool_calls", "refusal": "content_filter"}
+STOP_REASONS_TO_OPENAI: dict[str | None, str] = {
+    "end_turn": "stop", "stop_sequence": "stop", "pause_turn": "stop",
+    "max_tokens": "length", "model_context_window_exceeded": "length",
+    "tool_use": "tool_calls", "refusal": "content_filter"}
 # Per-message keys; "name" (a participant label) and "annotations" (citations echoed back from a
 # reply) have no Messages equivalent and are ignored, anything else unknown is refused.
 MESSAGE_KEYS = {"system": {"role", "content", "name"}, "developer": {"role", "content", "name"},
@@ -299,7 +302,7 @@ def _assistant_blocks(message: dict, index: int, legacy_ids: dict[str, str]) -> 
     return blocks
 
 
-def _tool_use_block(tool_id: str, function: object, param: str) -> dict:
+def _tool_use_block(tool_id: str, function: JSONValue, param: str) -> dict:
     name = function.get("name") if isinstance(function, dict) else None
     if not isinstance(name, str) or not name:
         raise InvalidRequest("A function call needs a name.", param=f"{param}.name")
@@ -323,7 +326,7 @@ def _tool_result_block(message: dict, param: str, legacy_ids: dict[str, str]) ->
     else:
         raise InvalidRequest("A function message must answer an earlier assistant function_call of that "
                              "name.", param=f"{param}.name")
-    block = {"type": "tool_result", "tool_use_id": tool_id}
+    block: JSON = {"type": "tool_result", "tool_use_id": tool_id}
     content = message.get("content")
     if isinstance(content, str) or (content is None and message["role"] == "function"):
         if content and content.strip():
@@ -349,7 +352,7 @@ def _chat_tools_to_anthropic(body: dict) -> list[dict]:
     return out
 
 
-def _function_to_tool(function: object, param: str) -> dict:
+def _function_to_tool(function: JSONValue, param: str) -> dict:
     name = function.get("name") if isinstance(function, dict) else None
     if not isinstance(name, str) or not name:
         raise InvalidRequest("A function needs a name.", param=f"{param}.name")
@@ -364,6 +367,7 @@ def _function_to_tool(function: object, param: str) -> dict:
 def _chat_tool_choice_to_anthropic(body: dict, has_tools: bool) -> dict | None:
     param = "tool_choice" if "tool_choice" in body else "function_call"
     choice = body.get(param)
+    result: JSON | None
     if choice is None:
         result = None
     elif isinstance(choice, str) and choice in OPENAI_TO_ANTHROPIC_TOOL_CHOICE and (

@@ -9,6 +9,7 @@ cut-off reply for a whole one.
 
 from __future__ import annotations
 
+from pagegrid.json_types import JSON
 from pagegrid.translate.messages_to_chat import FINISH_REASONS_TO_ANTHROPIC
 from pagegrid.translate.messages_to_chat_stream import CUT_SHORT
 from pagegrid.translate.usage import Usage
@@ -34,7 +35,7 @@ class OpenAIChatToAnthropicStream:
         if self._started:
             return []
         self._started = True
-        message = {"id": self.message_id, "type": "message", "role": "assistant", "model": self.model,
+        message: JSON = {"id": self.message_id, "type": "message", "role": "assistant", "model": self.model,
                    "content": [], "stop_reason": None, "stop_sequence": None,
                    "usage": usage_to_anthropic(Usage())}
         return [("message_start", {"type": "message_start", "message": message})]

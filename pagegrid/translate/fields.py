@@ -6,6 +6,8 @@ saying what happens to every field; these are the checks of the values those tab
 
 from __future__ import annotations
 
+from typing import TypeGuard
+
 from pagegrid.errors import InvalidRequest
 
 
@@ -22,7 +24,7 @@ def refusal(table: dict[str, str], name: str) -> InvalidRequest:
     return InvalidRequest(f"Unsupported value for '{name}': {reason}.", param=name)
 
 
-def is_int(value: object) -> bool:
+def is_int(value: object) -> TypeGuard[int]:
     """Whether ``value`` is an int and not a bool."""
     return isinstance(value, int) and not isinstance(value, bool)
 

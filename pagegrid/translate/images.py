@@ -8,6 +8,7 @@ is its inverse for Messages clients on GPT models.
 from __future__ import annotations
 
 from pagegrid.errors import InvalidRequest
+from pagegrid.json_types import as_object
 
 IMAGE_TYPES = ("image/jpeg", "image/png", "image/gif", "image/webp")
 _ALIASES = {"image/jpg": "image/jpeg"}
@@ -30,7 +31,7 @@ def openai_image_url_to_anthropic(url: object, param: str) -> dict:
 
 def anthropic_image_url(block: dict) -> str | None:
     """An image block's source as the URL OpenAI takes (base64 as a data URL); None if it has neither."""
-    source = block.get("source") if isinstance(block.get("source"), dict) else {}
+    source = as_object(block.get("source"))
     data, media_type = source.get("data"), source.get("media_type")
     if source.get("type") == "base64" and isinstance(data, str) and isinstance(media_type, str):
         return f"data:{media_type};base64,{data}"

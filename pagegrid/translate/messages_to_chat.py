@@ -13,6 +13,8 @@ from __future__ import annotations
 import json
 
 from pagegrid.errors import InvalidRequest
+from pagegrid.json_types import JSON
+from pagegrid.json_types import JSONValue
 from pagegrid.translate.fields import check_bool
 from pagegrid.translate.fields import positive_int
 from pagegrid.translate.fields import present_fields
@@ -121,7 +123,7 @@ def anthropic_request_to_openai_chat(body: dict, *, upstream_model: str) -> dict
     return out
 
 
-def _reasoning_effort(thinking: object) -> str | None:
+def _reasoning_effort(thinking: JSONValue) -> str | None:
     if thinking is None:
         return None
     kind = thinking.get("type") if isinstance(thinking, dict) else None
@@ -193,7 +195,9 @@ def _image_part(block: dict, param: str) -> dict:
 
 
 def _user_messages(blocks: list[tuple[dict, str]]) -> list[dict]:
-    tool_messages, tool_images, parts = [], [], []
+    tool_messages: list[JSON] = []
+    tool_images: list[JSON] = []
+    parts: list[JSON] = []
     for block, block_param in blocks:
         kind = block.get("type")
         if kind == "text":
@@ -271,7 +275,7 @@ def _tools(tools: object) -> list[dict]:
     return out
 
 
-def _tool_choice(choice: object, has_tools: bool) -> dict:
+def _tool_choice(choice: JSONValue, has_tools: bool) -> dict:
     if choice is None:
         return {}
     kind = choice.get("type") if isinstance(choice, dict) else None

@@ -22,17 +22,20 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from dataclasses import field
+from typing import Any
 
 from pagegrid.translate.responses_to_messages import anthropic_block_to_openai_item
 from pagegrid.translate.responses_to_messages import anthropic_message_to_openai_response
 from pagegrid.translate.responses_to_messages import openai_item_id
 
 # ResponseError.code is a closed set in the openai SDK; everything else is a retryable server_error.
-FAILED_CODES = {"rate_limit_error": "rate_limit_exceeded", "invalid_request_error": "invalid_prompt"}
+FAILED_CODES: dict[str | None, str] = {"rate_limit_error": "rate_limit_exceeded",
+                                       "invalid_request_error": "invalid_prompt"}
 CUT_SHORT = "The upstream stream ended before the response was complete."
-_HANDLERS = {"message_start": "_message_start", "content_block_start": "_block_start",
-             "content_block_delta": "_block_delta", "content_block_stop": "_block_stop",
-             "message_delta": "_message_delta", "message_stop": "_message_stop", "error": "_error"}
+_HANDLERS: dict[str | None, str] = {
+    "message_start": "_message_start", "content_block_start": "_block_start",
+    "content_block_delta": "_block_delta", "content_block_stop": "_block_stop",
+    "message_delta": "_message_delta", "message_stop": "_message_stop", "error": "_error"}
 
 
 @dataclass
@@ -59,7 +62,7 @@ class AnthropicToOpenAIResponsesStream:
         self.created_at = created_at
         # The next event's number; the caller numbers an error event it adds itself with it.
         self.sequence_number = 0
-        self._blocks: dict[int, _Block] = {}
+        self._blocks: dict[Any, _Block] = {}  # by the events' ``index``, as sent
         self._content: list[dict] = []
         self._usage: dict = {}
         self._stop_reason: str | None = None

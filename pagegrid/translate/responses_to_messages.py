@@ -21,6 +21,7 @@ are bookkeeping and are ignored: ``id``, ``status``, ``phase``, ``namespace``, `
 from __future__ import annotations
 
 from pagegrid.errors import InvalidRequest
+from pagegrid.json_types import JSONValue
 from pagegrid.translate.fields import check_bool
 from pagegrid.translate.fields import is_int
 from pagegrid.translate.fields import positive_int
@@ -99,8 +100,9 @@ DROPPED_TOOL_TYPES = frozenset({
     "code_interpreter", "image_generation", "mcp", "custom", "apply_patch", "tool_search",
     "programmatic_tool_calling",
 })
-_INCOMPLETE = {"max_tokens": "max_output_tokens", "model_context_window_exceeded": "max_output_tokens",
-               "refusal": "content_filter"}
+_INCOMPLETE: dict[str | None, str] = {
+    "max_tokens": "max_output_tokens", "model_context_window_exceeded": "max_output_tokens",
+    "refusal": "content_filter"}
 
 
 def openai_responses_request_to_anthropic(body: dict, *, upstream_model: str,
@@ -271,7 +273,7 @@ def _thinking_budget(reasoning: object) -> int | None:
     return THINKING_BUDGETS[effort]
 
 
-def _tools(tools: list[tuple[str, object]], notes: list[str]) -> tuple[list[dict], set[str]]:
+def _tools(tools: list[tuple[str, JSONValue]], notes: list[str]) -> tuple[list[dict], set[str]]:
     """Anthropic tools, and the names of the tools dropped because Claude cannot run them here."""
     result: list[dict] = []
     dropped: set[str] = set()
@@ -300,7 +302,7 @@ def _tools(tools: list[tuple[str, object]], notes: list[str]) -> tuple[list[dict
     return result, dropped
 
 
-def _tool_choice(choice: object, tools: list[dict], dropped: set[str], parallel: object,
+def _tool_choice(choice: JSONValue, tools: list[dict], dropped: set[str], parallel: object,
                  notes: list[str]) -> dict | None:
     """``tool_choice`` and ``parallel_tool_calls`` as Anthropic's tool_choice, or None."""
     mapped: dict | None

@@ -6,6 +6,8 @@ import base64
 import json
 
 from pagegrid.errors import InvalidRequest
+from pagegrid.json_types import JSON
+from pagegrid.json_types import JSONValue
 from pagegrid.translate.images import openai_image_url_to_anthropic
 from pagegrid.translate.turns import text_block
 
@@ -19,7 +21,7 @@ def item_kind(value: object, default: str | None = None) -> str | None:
     return kind if isinstance(kind, str) else None
 
 
-def listed(value: object, param: str) -> list[tuple[str, object]]:
+def listed(value: object, param: str) -> list[tuple[str, JSONValue]]:
     """An array's entries with their parameter paths; anything but an array is a 400."""
     if not isinstance(value, list):
         raise InvalidRequest(f"'{param}' must be an array.", param=param)
@@ -123,7 +125,7 @@ def _tool_use(item: dict, at: str) -> dict:
 
 def _tool_result(item: dict, at: str) -> dict:
     """A function_call_output item as a tool_result block."""
-    block = {"type": "tool_result", "tool_use_id": required_str(item, "call_id", at)}
+    block: JSON = {"type": "tool_result", "tool_use_id": required_str(item, "call_id", at)}
     output = item.get("output")
     content: object = output if isinstance(output, str) else _parts(output, f"{at}.output", images=True)
     if content:

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 
+from pagegrid.json_types import JSON
+
 # A function without parameters: Anthropic requires an input_schema object.
 EMPTY_SCHEMA = {"type": "object", "properties": {}}
 OPENAI_TO_ANTHROPIC_TOOL_CHOICE = {"auto": "auto", "none": "none", "required": "any"}
@@ -21,7 +23,7 @@ def compact_json(value: object) -> str:
 
 def anthropic_tool(name: str, schema: dict | None, description: object, strict: bool | None) -> dict:
     """An Anthropic tool definition; a missing schema becomes an empty object schema."""
-    tool = {"name": name, "input_schema": schema if schema is not None else dict(EMPTY_SCHEMA)}
+    tool: JSON = {"name": name, "input_schema": schema if schema is not None else dict(EMPTY_SCHEMA)}
     if description:
         tool["description"] = description
     if strict is not None:

@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import TypeVar
 
+from pagegrid.json_types import JSON
+
 T = TypeVar("T")
 
 
@@ -30,8 +32,8 @@ def anthropic_turns(entries: Iterable[tuple[str, dict]]) -> list[dict]:
 
     Anthropic wants a turn's tool results before its other content; the sort keeps each group's order.
     """
-    turns = [{"role": role, "content": blocks} for role, blocks in group_turns((role, [block])
-                                                                               for role, block in entries)]
+    turns: list[JSON] = [{"role": role, "content": blocks}
+                         for role, blocks in group_turns((role, [block]) for role, block in entries)]
     for turn in turns:
         if turn["role"] == "user":
             turn["content"].sort(key=lambda block: block["type"] != "tool_result")

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from dataclasses import field
 
+from pagegrid.json_types import as_object
+
 # A token is about four characters of text; used only when a stream ends before the
 # provider reports its final output count.
 CHARS_PER_TOKEN = 4
@@ -41,7 +43,7 @@ def usage_from_anthropic(usage: dict | None) -> Usage:
     writes = usage.get("cache_creation_input_tokens")
     if writes is None:
         writes = _int(split.get("ephemeral_5m_input_tokens")) + one_hour
-    server = usage.get("server_tool_use") if isinstance(usage.get("server_tool_use"), dict) else {}
+    server = as_object(usage.get("server_tool_use"))
     tools = {name: _int(server.get(f"{name}_requests")) for name in ("web_search", "web_fetch")}
     return Usage(
         input_tokens=_int(usage.get("input_tokens")),

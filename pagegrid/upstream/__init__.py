@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from pagegrid.upstream.anthropic import AnthropicAdapter
 from pagegrid.upstream.base import Adapter
 from pagegrid.upstream.base import UpstreamTarget
@@ -13,7 +15,8 @@ def get_adapter(target: UpstreamTarget, config: dict) -> Adapter:
     """The adapter for ``target.provider``, configured from the app config."""
     if target.provider == "demo":
         return DemoAdapter(target, config["PAGEGRID_DEMO_DELAY"])
-    adapters = {"anthropic": AnthropicAdapter, "openai": OpenAIAdapter}
+    adapters: dict[str, Callable[[UpstreamTarget, float, float], Adapter]] = {
+        "anthropic": AnthropicAdapter, "openai": OpenAIAdapter}
     if target.provider not in adapters:
         raise LookupError(f"no adapter for provider {target.provider!r}")
     return adapters[target.provider](target, config["PAGEGRID_UPSTREAM_CONNECT_TIMEOUT"],

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from werkzeug.datastructures import Headers
+
 from pagegrid.upstream.base import UpstreamReply
 from pagegrid.upstream.base import UpstreamTarget
 from pagegrid.upstream.http import post
@@ -21,7 +23,8 @@ class AnthropicAdapter:
         self.connect_timeout = connect_timeout
         self.read_timeout = read_timeout
 
-    def send(self, path: str, body: bytes, headers: Mapping[str, str], stream: bool) -> UpstreamReply:
+    def send(self, path: str, body: bytes, headers: Mapping[str, str] | Headers,
+             stream: bool) -> UpstreamReply:
         """POST to the provider with our key and the client's version and beta headers."""
         out = {name: headers[name] for name in FORWARDED if headers.get(name)}
         out.setdefault("anthropic-version", DEFAULT_VERSION)

@@ -9,6 +9,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
+from werkzeug.datastructures import Headers
+
+from pagegrid.json_types import JSON
+
 
 @dataclass(frozen=True)
 class UpstreamTarget:
@@ -41,7 +45,7 @@ class UpstreamReply:
         finally:
             self.close()
 
-    def json(self) -> dict | None:
+    def json(self) -> JSON | None:
         """The whole body as a JSON object, or None if it is not one."""
         try:
             value = json.loads(self.read())
@@ -57,6 +61,7 @@ class UpstreamReply:
 class Adapter(Protocol):
     """A provider: sends one request, returns its reply or raises UpstreamError."""
 
-    def send(self, path: str, body: bytes, headers: Mapping[str, str], stream: bool) -> UpstreamReply:
+    def send(self, path: str, body: bytes, headers: Mapping[str, str] | Headers,
+             stream: bool) -> UpstreamReply:
         """POST ``body`` to ``path`` (such as ``/v1/messages``) on the provider."""
         ...

@@ -15,6 +15,9 @@ import time
 from collections.abc import Iterator
 from collections.abc import Mapping
 
+from werkzeug.datastructures import Headers
+
+from pagegrid.json_types import JSON
 from pagegrid.sse import encode
 from pagegrid.upstream.base import UpstreamReply
 from pagegrid.upstream.base import UpstreamTarget
@@ -57,8 +60,8 @@ def count_input(body: dict) -> dict:
     pieces = _pieces(body)
     total = sum(_tokens(p) for p in pieces)
     cached_upto = max((i for i, p in enumerate(pieces) if '"cache_control"' in p), default=-1)
-    usage = {"input_tokens": total, "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0,
-             "cache_creation": {"ephemeral_5m_input_tokens": 0, "ephemeral_1h_input_tokens": 0}}
+    usage: JSON = {"input_tokens": total, "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0,
+                   "cache_creation": {"ephemeral_5m_input_tokens": 0, "ephemeral_1h_input_tokens": 0}}
     if cached_upto < 0:
         return usage
     prefix = "".join(pieces[: cached_upto + 1])
@@ -85,8 +88,9 @@ def _reply_words(body: dict) -> tuple[list[str], str]:
             f"answer was made up locally and the real model was not called. You said: \u201c{said}\u201d")
     words = [w + " " for w in text.split(" ")]
     words[-1] = words[-1].rstrip()
-    limit = body.get("max_tokens") if isinstance(body.get("max_tokens"), int) else 4096
-    kept, used = [], 0
+    limit = asked if isinstance(asked := body.get("max_tokens"), int) else 4096
+    kept: list[str] = []
+    used = 0
     for word in words:
         used += _tokens(word)
         if used > limit:
@@ -102,7 +106,8 @@ class DemoAdapter:
         self.target = target
         self.delay = delay
 
-    def send(self, path: str, body: bytes, headers: Mapping[str, str], stream: bool) -> UpstreamReply:
+    def send(self, path: str, body: bytes, headers: Mapping[str, str] | Headers,
+             stream: bool) -> UpstreamReply:
         """Answer as the Anthropic API would."""
         request = json.loads(body)
         if path.endswith("/count_tokens"):

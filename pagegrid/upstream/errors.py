@@ -3,12 +3,15 @@ mapped to the gateway's errors (beside the transport that received it)."""
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pagegrid.errors import GatewayError
 from pagegrid.errors import UpstreamError
 from pagegrid.errors import UpstreamOverloaded
 from pagegrid.errors import UpstreamRateLimited
 from pagegrid.errors import UpstreamRefusedCredentials
 from pagegrid.errors import UpstreamTimeout
+from pagegrid.json_types import as_object
 from pagegrid.upstream.base import UpstreamReply
 
 
@@ -35,7 +38,7 @@ def status_error(reply: UpstreamReply) -> GatewayError:
     return UpstreamError(f"The upstream provider failed (HTTP {status}).")
 
 
-def error_type(data: dict) -> str | None | bool:
+def error_type(data: dict) -> str | None | Literal[False]:
     """The error type of a stream event that is an error (None if it names none); False for
     any other event. Covers the Messages, Chat Completions and Responses streams."""
     error = data.get("error")
@@ -52,7 +55,7 @@ def error_type(data: dict) -> str | None | bool:
 def stream_start_error(data: dict) -> GatewayError:
     """The error a client sees if every account's stream began with this error event."""
     kind = error_type(data) or "api_error"
-    detail = data.get("error") if isinstance(data.get("error"), dict) else {}
+    detail = as_object(data.get("error"))
     message = detail.get("message") or data.get("message") or "The upstream provider failed."
     if kind == "overloaded_error":
         return UpstreamOverloaded(message)

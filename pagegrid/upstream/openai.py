@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from werkzeug.datastructures import Headers
+
 from pagegrid.upstream.base import UpstreamReply
 from pagegrid.upstream.base import UpstreamTarget
 from pagegrid.upstream.http import post
@@ -17,7 +19,8 @@ class OpenAIAdapter:
         self.connect_timeout = connect_timeout
         self.read_timeout = read_timeout
 
-    def send(self, path: str, body: bytes, headers: Mapping[str, str], stream: bool) -> UpstreamReply:
+    def send(self, path: str, body: bytes, headers: Mapping[str, str] | Headers,
+             stream: bool) -> UpstreamReply:
         """POST to the provider with our key; client headers are not forwarded."""
         out = {"content-type": "application/json",
                "accept": "text/event-stream" if stream else "application/json"}
