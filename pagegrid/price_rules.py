@@ -104,12 +104,16 @@ def price_for(model_id: str) -> RulePrice | None:
 
 
 def set_rule(pattern: str, *, like: str | None = None, prices: Price | None = None) -> PriceRule:
-    """Create or replace the rule for ``pattern``; raises ValueError on a bad pattern or model."""
+    """Create or replace the rule for ``pattern``: like a model, at explicit prices, or (neither)
+    like the price list's current model of that family. Raises ValueError on bad input."""
     pattern = pattern.strip()
     if len(pattern) > 100 or not PATTERN.fullmatch(pattern):
         raise ValueError("A pattern is a model id with * or ? wildcards, e.g. claude-opus-*.")
-    if (like is None) == (prices is None):
+    if like is not None and prices is not None:
         raise ValueError("Give either the model whose price the rule copies or five explicit prices.")
+    if like is None and prices is None and pricelist.family_current(pattern) is None:
+        raise ValueError(f"The price list has no current model for {pattern}: give a model to copy "
+                         "or five explicit prices.")
     if like is not None:
         like = like.strip()
         if db.session.get(CatalogModel, like) is None and pricelist.listed(like) is None:
