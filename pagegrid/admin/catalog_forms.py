@@ -59,10 +59,14 @@ class PriceRuleForm(FlaskForm):
         values = ((getattr(self, name).data or "").strip() for name in PRICE_NAMES)
         return [value for value in values if value]
 
-    def validate_cache_read(self, field: Field) -> None:
-        """Either no price or all five."""
+    def validate(self, extra_validators: dict | None = None) -> bool:
+        """The fields, then: either no price or all five (an empty field skips its own checks)."""
+        valid = super().validate(extra_validators)
         if 0 < len(self.given_prices()) < len(PRICE_NAMES):
-            raise ValidationError("Give all five prices, or none and a model to copy.")
+            problem = "Give all five prices, or none and a model to copy."
+            self.cache_read.errors = [*self.cache_read.errors, problem]
+            return False
+        return valid
 
 
 class ReconcileFilterForm(FlaskForm):
