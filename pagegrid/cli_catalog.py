@@ -6,8 +6,6 @@
 
 from __future__ import annotations
 
-from datetime import date
-
 import click
 from flask import Flask
 from flask.cli import with_appcontext
@@ -18,6 +16,7 @@ from pagegrid.billing import Price
 from pagegrid.billing import nanos_to_price_per_mtok
 from pagegrid.billing import price_per_mtok_to_nanos
 from pagegrid.catalog_sync import sync_models
+from pagegrid.models import utcnow
 from pagegrid.money import format_usd
 
 
@@ -95,7 +94,7 @@ def _usd(nanos: int) -> str:
 @click.option("--account", default=None, help="Only this account.")
 def report_upstreams_command(day, account: str | None) -> None:  # noqa: ANN001 - click's datetime
     """Per account: requests, tokens by kind, the provider's list-price cost, charged, margin."""
-    when = day.date() if day else date.today()
+    when = day.date() if day else utcnow().date()
     rows = reconcile.report(reconcile.Period(when, when, account))
     header = ("account", "requests", "input", "output", "write_5m", "write_1h", "read",
               "provider_cost", "charged", "margin")
