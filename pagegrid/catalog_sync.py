@@ -8,6 +8,7 @@ edits survive every sync. A model no account lists is not added (and stays 404).
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass
 from dataclasses import field
 
@@ -27,6 +28,7 @@ from pagegrid.upstream.models_list import list_models
 log = logging.getLogger(__name__)
 
 PROVIDERS = ("anthropic", "openai")
+LISTED_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:@-]{0,99}")
 # Limits for a model nothing describes: conservative, the operator corrects them when pricing it.
 DEFAULT_LIMITS = {"anthropic": (200_000, 64_000), "openai": (128_000, 16_384)}
 
@@ -130,7 +132,10 @@ def sync_account(target: UpstreamTarget) -> AccountReport:
     known = _known_names()
     for listing in listings:
         model_id = listing["id"]
-        if model_id in known or len(model_id) > 100 or not pricelist.is_chat_model(model_id):
+        if model_id in known or not pricelist.is_chat_model(model_id):
+            continue
+        if not LISTED_ID.fullmatch(model_id):  # the admin addresses models by id in its URLs
+            log.warning("sync-models: %s lists an id PageGrid cannot serve: %r", target.name, model_id[:200])
             continue
         row, source = new_model(target.provider, listing)
         db.session.add(row)

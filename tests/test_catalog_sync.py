@@ -221,8 +221,10 @@ def test_admin_sync_button_needs_csrf_and_reports(app, fake_upstream, admin):  #
     assert done.status_code == 200
     assert "environment (anthropic): 1 models listed, 1 added, 0 need a price" in page
     assert "environment (openai): skipped: credentials rejected (HTTP 401)" in page
-    assert "auto-priced" in page
-    assert "price list: https://platform.claude.com/docs/en/models/sonnet-5-5" in page
+    source = "price list: https://platform.claude.com/docs/en/models/sonnet-5-5"
+    assert f'<span class="badge ok" title="{source}' in page
+    edit = html(admin.get("/admin/models/claude-sonnet-5-5"))
+    assert "Prices: auto-priced, price list: https://platform.claude.com/docs/en/models/sonnet-5-5" in edit
 
 
 NEW_MODEL = {"model_id": "claude-opus-9", "provider": "anthropic", "display_name": "Claude Opus 9",
@@ -302,3 +304,12 @@ def test_ledger_rows_are_untouched_by_sync(app, runner, fake_upstream):
     assert runner.invoke(args=["sync-models"]).exit_code == 0
     with app.app_context():
         assert db.session.scalar(select(LedgerEntry.id).limit(1)) is None
+
+
+def test_ids_the_gateway_cannot_serve_are_skipped(app, runner, fake_upstream):
+    anthropic_lists(fake_upstream, ["claude-opus-6/../../admin", "claude-" + "x" * 120, " claude-opus-6"])
+    openai_lists(fake_upstream, [])
+    result = runner.invoke(args=["sync-models"])
+    assert "environment (anthropic): 3 models listed, 0 added, 0 need a price" in result.output
+    with app.app_context():
+        assert not db.session.scalars(select(CatalogModel.id).where(CatalogModel.id.like("%opus-6%"))).all()

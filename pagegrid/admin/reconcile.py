@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import Iterator
+from datetime import timedelta
 
 from flask import flash
 from flask import render_template
@@ -31,7 +32,7 @@ def _period() -> tuple[ReconcileFilterForm, reconcile.Period]:
     start = form.start.data or (form.end.data or default.end) - (default.end - default.start)
     end = form.end.data or max(start, default.end)
     if (end - start).days >= MAX_REPORT_DAYS:
-        end = start
+        end = start + timedelta(days=MAX_REPORT_DAYS - 1)
     return form, reconcile.Period(start, end, form.account.data or None)
 
 
