@@ -236,3 +236,18 @@ def test_rows_split_by_the_account_that_served_them(app, wallets, monkeypatch, a
     assert rows["=HYPERLINK(1)"].requests == 1
     table = admin.get("/admin/reconcile.csv?start=2026-11-25&end=2026-11-25").get_data(as_text=True)
     assert "'=HYPERLINK(1)" in table
+
+
+def test_server_tool_fees_count_on_both_sides(app, fake_upstream, funded, monkeypatch):
+    monkeypatch.setattr(clock, "now", at(DAY))
+    fake_upstream.reply(message(input_tokens=100, output_tokens=10,
+                                server_tool_use={"web_search_requests": 2}))
+    response = app.test_client().post("/v1/messages", headers={"x-api-key": funded[1]}, json={
+        "model": "claude-sonnet-4-6", "max_tokens": 50, "messages": [{"role": "user", "content": "news?"}],
+        "tools": [{"type": "web_search_20250305", "name": "web_search"}]})
+    assert response.status_code == 200
+    with app.app_context():
+        (row,) = reconcile.report(reconcile.Period(DAY.date(), DAY.date()))
+    tokens = 100 * 3000 + 10 * 15000
+    assert row.charged_nanos == tokens + 2 * 10_000_000
+    assert row.provider_nanos == row.charged_nanos and row.margin_nanos == 0
