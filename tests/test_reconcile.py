@@ -195,7 +195,9 @@ def test_admin_page_and_csv(app, fake_upstream, funded, monkeypatch, admin):  # 
     nothing = html(admin.get("/admin/reconcile?start=2026-10-01&end=2026-10-02"))
     assert "No usage from 2026-10-01 to 2026-10-02." in nothing
     other = html(admin.get("/admin/reconcile?start=2026-11-25&end=2026-11-25&account=no-such-account"))
-    assert "No usage from 2026-11-25 to 2026-11-25." in other
+    assert "No charges name that account; showing all accounts." in other and rows[0].account in other
+    one = html(admin.get(f"/admin/reconcile?start=2026-11-25&end=2026-11-25&account={rows[0].account}"))
+    assert "No charges name" not in one and rows[0].account in one
 
 
 @pytest.mark.parametrize("query", ["start=2026-11-25&end=2026-11-01", "start=yesterday",

@@ -29,11 +29,15 @@ def _period() -> tuple[ReconcileFilterForm, reconcile.Period]:
         problems = " ".join(e for errs in form.errors.values() for e in errs)
         flash(f"Showing the last 7 days: {problems}", "error")
         return form, default
+    account = form.account.data or None
+    if account is not None and account not in names:
+        flash("No charges name that account; showing all accounts.", "error")
+        account = None
     start = form.start.data or (form.end.data or default.end) - (default.end - default.start)
     end = form.end.data or max(start, default.end)
     if (end - start).days >= MAX_REPORT_DAYS:
         end = start + timedelta(days=MAX_REPORT_DAYS - 1)
-    return form, reconcile.Period(start, end, form.account.data or None)
+    return form, reconcile.Period(start, end, account)
 
 
 @bp.get("/reconcile")
