@@ -16,12 +16,13 @@ from flask import current_app
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
+from pagegrid import audit
+from pagegrid import pool
 from pagegrid import price_rules
 from pagegrid import pricelist
 from pagegrid.errors import UpstreamError
 from pagegrid.extensions import db
 from pagegrid.models import CatalogModel
-from pagegrid.models import Upstream
 from pagegrid.upstream.base import UpstreamTarget
 from pagegrid.upstream.models_list import list_models
 
@@ -57,19 +58,9 @@ class AccountReport:
 
 
 def sync_accounts() -> list[UpstreamTarget]:
-    """The accounts whose model lists are read: enabled ``upstreams`` rows, then each provider's
-    environment account (``PAGEGRID_<PROVIDER>_URL/KEY``, named "environment")."""
-    targets = [UpstreamTarget(row.provider, row.base_url.rstrip("/"), row.api_key, row.name)
-               for row in db.session.scalars(select(Upstream).where(Upstream.enabled.is_(True))
-                                             .order_by(Upstream.provider, Upstream.id))
-               if row.provider in PROVIDERS]
-    config = current_app.config
-    for provider in PROVIDERS:
-        key = config.get(f"PAGEGRID_{provider.upper()}_KEY")
-        if key:
-            targets.append(UpstreamTarget(provider, config[f"PAGEGRID_{provider.upper()}_URL"].rstrip("/"),
-                                          key, "environment"))
-    return targets
+    """The accounts whose model lists are read: the pool's enabled accounts (``upstreams`` rows,
+    then each provider's environment account ``env-<provider>``), as the request path sees them."""
+    return [account.target for account in pool.load_accounts() if account.provider in PROVIDERS]
 
 
 def _known_names() -> set[str]:
@@ -158,4 +149,7 @@ def sync_models() -> list[AccountReport]:
     reports = [sync_account(target) for target in sync_accounts()]
     if any(r.added or r.flagged for r in reports):
         current_app.extensions["pagegrid.catalog"].invalidate()
+        audit.record("catalog.sync", "catalog", after={
+            r.account: {"added": [m for m, _ in r.added], "needs_price": r.flagged}
+            for r in reports if r.added or r.flagged})
     return reports

@@ -13,11 +13,11 @@ from flask.cli import with_appcontext
 from pagegrid import price_rules
 from pagegrid import reconcile
 from pagegrid.billing import Price
-from pagegrid.billing import nanos_to_price_per_mtok
 from pagegrid.billing import price_per_mtok_to_nanos
 from pagegrid.catalog_sync import sync_models
 from pagegrid.models import utcnow
 from pagegrid.money import format_usd
+from pagegrid.money import per_mtok_decimal
 
 
 @click.command("sync-models")
@@ -78,7 +78,7 @@ def list_price_rules_command() -> None:
             prices = "no price (the model it copies is priced nowhere)"
         else:
             p = resolved.price
-            prices = "$/1M " + " / ".join(nanos_to_price_per_mtok(n) for n in (
+            prices = "$/1M " + " / ".join(per_mtok_decimal(n) for n in (
                 p.input, p.output, p.cache_write, p.cache_write_1h, p.cache_read))
         click.echo(f"{rule.pattern}\t{price_rules.describe(rule)}\t{prices}")
 

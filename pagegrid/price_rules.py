@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from sqlalchemy import func
 from sqlalchemy import select
 
+from pagegrid import audit
 from pagegrid import pricelist
 from pagegrid.billing import Price
 from pagegrid.extensions import db
@@ -119,6 +120,7 @@ def set_rule(pattern: str, *, like: str | None = None, prices: Price | None = No
         if db.session.get(CatalogModel, like) is None and pricelist.listed(like) is None:
             raise ValueError(f"{like} is neither in the catalog nor in the price list.")
     rule = db.session.scalar(select(PriceRule).where(PriceRule.pattern == pattern))
+    before = summary(rule) if rule is not None else None
     if rule is None:
         rule = PriceRule(pattern=pattern)
         db.session.add(rule)
@@ -127,6 +129,7 @@ def set_rule(pattern: str, *, like: str | None = None, prices: Price | None = No
                                           prices.cache_write_1h, prices.cache_read) if prices else
                            (None,) * 5, strict=True):
         setattr(rule, name, value)
+    audit.record("price_rule.set", f"price rule {pattern}", before=before, after=summary(rule), commit=False)
     db.session.commit()
     return rule
 
@@ -136,9 +139,16 @@ def delete_rule(pattern: str) -> bool:
     rule = db.session.scalar(select(PriceRule).where(PriceRule.pattern == pattern.strip()))
     if rule is None:
         return False
+    audit.record("price_rule.delete", f"price rule {rule.pattern}", before=summary(rule), commit=False)
     db.session.delete(rule)
     db.session.commit()
     return True
+
+
+def summary(rule: PriceRule) -> dict:
+    """The rule's settings, for the audit log."""
+    return {"pattern": rule.pattern, "like_model": rule.like_model,
+            **{name: getattr(rule, name) for name in NANO_FIELDS}}
 
 
 def describe(rule: PriceRule) -> str:

@@ -14,6 +14,7 @@ from pagegrid import pricelist
 from pagegrid.billing import cost_nanos
 from pagegrid.catalog_sync import sync_accounts
 from pagegrid.extensions import db
+from pagegrid.models import AuditEntry
 from pagegrid.models import CatalogModel
 from pagegrid.models import LedgerEntry
 from pagegrid.models import PriceRule
@@ -23,6 +24,7 @@ from tests.conftest import OPENAI_UPSTREAM_KEY
 from tests.conftest import UPSTREAM_KEY
 from tests.fake_upstream import FakeUpstream
 from tests.fake_upstream import message
+from tests.test_admin import ADMIN
 from tests.test_admin import admin  # noqa: F401 - the logged-in admin fixture
 from tests.test_admin import html
 
@@ -75,7 +77,7 @@ def test_the_accounts_are_the_enabled_rows_then_the_environment(app):
         db.session.commit()
         targets = sync_accounts()
     assert [(t.name, t.provider) for t in targets] == [
-        ("team-a", "anthropic"), ("environment", "anthropic"), ("environment", "openai")]
+        ("team-a", "anthropic"), ("env-anthropic", "anthropic"), ("env-openai", "openai")]
     assert targets[0].base_url == "http://127.0.0.1:9" and targets[0].api_key == "k1"
 
 
@@ -86,11 +88,11 @@ def test_sync_adds_listed_models_priced_by_list_or_rule_else_inactive(app, runne
     result = runner.invoke(args=["sync-models"])
     assert result.exit_code == 0, result.output
     out = result.output
-    assert "environment (anthropic): 7 models listed, 3 added, 1 need a price" in out
+    assert "env-anthropic (anthropic): 7 models listed, 3 added, 1 need a price" in out
     assert f"  added {NEWEST_CLAUDE_CODE_DEFAULT}: price list: https://platform.claude.com" in out
     assert "  added claude-opus-6: priced like claude-opus-5-5 by rule claude-opus-*" in out
     assert "  added acme-reasoner-1 INACTIVE: needs a price" in out
-    assert "environment (openai): 3 models listed, 1 added, 0 need a price" in out
+    assert "env-openai (openai): 3 models listed, 1 added, 0 need a price" in out
     assert "  added gpt-7: priced like gpt-5.5 by rule gpt-*" in out
     assert "text-embedding" not in out
 
@@ -107,6 +109,9 @@ def test_sync_adds_listed_models_priced_by_list_or_rule_else_inactive(app, runne
     assert not unpriced.active and unpriced.needs_price and not unpriced.auto_priced
     assert row(app, "text-embedding-3-small") is None
 
+    with app.app_context():
+        (entry,) = db.session.scalars(select(AuditEntry).where(AuditEntry.action == "catalog.sync"))
+        assert entry.actor == "cli" and entry.after["env-anthropic"]["needs_price"] == ["acme-reasoner-1"]
     calls = model_requests(fake_upstream)
     anthropic_calls = [c for c in calls if c.headers.get("X-Api-Key") == UPSTREAM_KEY]
     assert len(anthropic_calls) == 4  # 7 models, 2 per page
@@ -130,7 +135,7 @@ def test_sync_never_overwrites_the_operator_and_adds_nothing_twice(app, runner, 
     anthropic_lists(fake_upstream, ["claude-sonnet-5-5", "claude-opus-4-8"])
     openai_lists(fake_upstream, [])
     again = runner.invoke(args=["sync-models"])
-    assert "environment (anthropic): 2 models listed, 0 added, 0 need a price" in again.output
+    assert "env-anthropic (anthropic): 2 models listed, 0 added, 0 need a price" in again.output
     assert row(app, "claude-sonnet-5-5").input_nanos == 2500
     assert row(app, "claude-sonnet-5-5").display_name == "Our Sonnet"
     assert row(app, "claude-opus-4-8").output_nanos == 30000
@@ -149,8 +154,8 @@ def test_a_failing_account_is_reported_and_skipped(app, runner, fake_upstream):
     assert result.exit_code == 0, result.output
     assert "dead (anthropic): skipped: Could not reach the upstream provider." in result.output
     assert "banned (anthropic): skipped: credentials rejected (HTTP 401)" in result.output
-    assert "environment (anthropic): 1 models listed, 1 added" in result.output
-    assert "environment (openai): skipped: HTTP 500: the model list is down" in result.output
+    assert "env-anthropic (anthropic): 1 models listed, 1 added" in result.output
+    assert "env-openai (openai): skipped: HTTP 500: the model list is down" in result.output
     assert row(app, "claude-sonnet-5-5").active
 
 
@@ -219,8 +224,8 @@ def test_admin_sync_button_needs_csrf_and_reports(app, fake_upstream, admin):  #
     done = admin.post("/admin/models/sync", token_from="/admin/models", follow_redirects=True)
     page = html(done)
     assert done.status_code == 200
-    assert "environment (anthropic): 1 models listed, 1 added, 0 need a price" in page
-    assert "environment (openai): skipped: credentials rejected (HTTP 401)" in page
+    assert "env-anthropic (anthropic): 1 models listed, 1 added, 0 need a price" in page
+    assert "env-openai (openai): skipped: credentials rejected (HTTP 401)" in page
     source = "price list: https://platform.claude.com/docs/en/models/sonnet-5-5"
     assert f'<span class="badge ok" title="{source}' in page
     edit = html(admin.get("/admin/models/claude-sonnet-5-5"))
@@ -244,6 +249,9 @@ def test_admin_add_model_form(app, admin, client):  # noqa: F811
     assert (added.input_nanos, added.output_nanos, added.cache_write_nanos, added.cache_write_1h_nanos,
             added.cache_read_nanos) == (6000, 30000, 7500, 12000, 600)
     assert not added.auto_priced and added.price_source == "set by the operator"
+    with app.app_context():
+        (entry,) = db.session.scalars(select(AuditEntry).where(AuditEntry.action == "catalog.create"))
+        assert entry.actor == ADMIN and entry.target == "model claude-opus-9"
     listed = client.get("/v1/models/opus-next").json
     assert listed["id"] == "claude-opus-9" and listed["pricing"]["cache_write_1h"] == 12.0
 
@@ -310,6 +318,6 @@ def test_ids_the_gateway_cannot_serve_are_skipped(app, runner, fake_upstream):
     anthropic_lists(fake_upstream, ["claude-opus-6/../../admin", "claude-" + "x" * 120, " claude-opus-6"])
     openai_lists(fake_upstream, [])
     result = runner.invoke(args=["sync-models"])
-    assert "environment (anthropic): 3 models listed, 0 added, 0 need a price" in result.output
+    assert "env-anthropic (anthropic): 3 models listed, 0 added, 0 need a price" in result.output
     with app.app_context():
         assert not db.session.scalars(select(CatalogModel.id).where(CatalogModel.id.like("%opus-6%"))).all()

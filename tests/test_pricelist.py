@@ -14,6 +14,7 @@ from pagegrid.billing import Price
 from pagegrid.billing import price_per_mtok_to_nanos
 from pagegrid.catalog import SEED
 from pagegrid.extensions import db
+from pagegrid.models import AuditEntry
 from pagegrid.models import CatalogModel
 from pagegrid.models import PriceRule
 
@@ -132,3 +133,9 @@ def test_rule_cli(runner):
     assert bad.exit_code != 0 and "3 decimals" in bad.output
     assert runner.invoke(args=["delete-price-rule", "mistral-*"]).exit_code == 0
     assert runner.invoke(args=["delete-price-rule", "mistral-*"]).exit_code != 0
+    with runner.app.app_context():
+        log = [(e.actor, e.action, e.target) for e in db.session.scalars(
+            select(AuditEntry).where(AuditEntry.action.like("price_rule.%")).order_by(AuditEntry.id))]
+    assert log == [("cli", "price_rule.set", "price rule claude-opus-*"),
+                   ("cli", "price_rule.set", "price rule mistral-*"),
+                   ("cli", "price_rule.delete", "price rule mistral-*")]

@@ -20,6 +20,7 @@ from pagegrid.keys import create_key
 from pagegrid.models import CatalogModel
 from pagegrid.models import LedgerEntry
 from pagegrid.models import User
+from pagegrid.money import format_usd
 from pagegrid.translate.usage import Usage
 from tests.fake_upstream import chat_completion
 from tests.fake_upstream import message
@@ -179,7 +180,7 @@ def test_admin_page_and_csv(app, fake_upstream, funded, monkeypatch, admin):  # 
         rows = reconcile.report(reconcile.Period(DAY.date(), DAY.date()))
         total = reconcile.totals(rows)
     assert "2026-11-25" in page and rows[0].account in page
-    assert billing.format_nanos(total.charged_nanos) in page  # the exact amount in the cell's title
+    assert format_usd(total.charged_nanos, exact=True) in page  # the exact amount in the cell title
     assert 'href="/admin/reconcile.csv?start=2026-11-19&amp;end=2026-11-25' in page
 
     response = admin.get("/admin/reconcile.csv?start=2026-11-25&end=2026-11-25")
@@ -189,7 +190,7 @@ def test_admin_page_and_csv(app, fake_upstream, funded, monkeypatch, admin):  # 
     body = {r[1]: r for r in table[1:]}
     csv_row = body[rows[0].account]
     assert csv_row[0] == "2026-11-25" and csv_row[2] == str(rows[0].requests)
-    assert csv_row[9] == billing.format_nanos(rows[0].charged_nanos).lstrip("$")
+    assert csv_row[9] == format_usd(rows[0].charged_nanos, exact=True, symbol=False, grouping=False)
     assert csv_row[10] == "0.000000000"
 
     nothing = html(admin.get("/admin/reconcile?start=2026-10-01&end=2026-10-02"))

@@ -1,7 +1,7 @@
 """catalog sync: auto-priced and needs-a-price markers, family price rules
 
 Revision ID: 0009
-Revises: 0008
+Revises: 0011
 Create Date: 2026-12-06 19:10:00
 
 """
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 
 # revision identifiers, used by Alembic.
 revision = '0009'
-down_revision = '0008'
+down_revision = '0011'
 branch_labels = None
 depends_on = None
 

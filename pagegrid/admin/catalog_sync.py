@@ -11,6 +11,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from werkzeug.wrappers import Response
 
+from pagegrid import audit
 from pagegrid import billing
 from pagegrid import price_rules
 from pagegrid.admin import bp
@@ -57,6 +58,7 @@ def model_new() -> str | Response:
                 db.session.rollback()
                 id_problems = [f"{model_id} exists already."]
             else:
+                audit.created("catalog.create", db.session.get(CatalogModel, model_id))
                 current_app.extensions["pagegrid.catalog"].invalidate()
                 flash(f"{model_id} added.", "success")
                 return redirect(url_for("admin.models"))
@@ -70,7 +72,7 @@ def model_new() -> str | Response:
 @bp.post("/models/sync")
 def models_sync() -> Response:
     """Read every account's model list now and add what the catalog lacks (``sync-models``)."""
-    for report in sync_models() or []:
+    for report in sync_models():
         lines = report.lines()
         flash(" · ".join(lines), "error" if report.error else "success")
     return redirect(url_for("admin.models"))
@@ -97,8 +99,7 @@ def models_rules() -> str | Response:
             return redirect(url_for("admin.models_rules"))
     if form.errors:
         flash("Nothing was saved: check the fields marked below.", "error")
-    return render_template("admin/price_rules.html", form=form, rows=_rule_rows(),
-                           price=billing.nanos_to_price_per_mtok)
+    return render_template("admin/price_rules.html", form=form, rows=_rule_rows())
 
 
 @bp.post("/models/rules/<int:rule_id>/delete")
@@ -107,6 +108,7 @@ def models_rule_delete(rule_id: int) -> Response:
     rule = db.get_or_404(PriceRule, rule_id, description="There is no such price rule.")
     pattern = rule.pattern
     db.session.delete(rule)
+    audit.record("price_rule.delete", f"price rule {pattern}", before=price_rules.summary(rule), commit=False)
     db.session.commit()
     flash(f"Rule {pattern} deleted.", "success")
     return redirect(url_for("admin.models_rules"))
