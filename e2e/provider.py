@@ -223,6 +223,8 @@ class Provider:
         self.script = Script("pong")
         self._lock = threading.Lock()
         self._n = 0
+        # What GET /v1/models lists to the Anthropic key (sync-models); empty: 404 as before.
+        self.anthropic_models: list[str] = []
 
     def close(self) -> None:
         """Stop serving."""
@@ -273,6 +275,8 @@ class Provider:
             body = json.loads(req.get_data() or b"null")
         except ValueError:
             body = None
+        if req.method == "GET" and req.path == "/v1/models" and self.anthropic_models:
+            return self._models(req)
         if req.method != "POST" or not isinstance(body, dict):
             return _json_response({"type": "error", "error": {"type": "not_found_error",
                                                               "message": f"fake: {req.method} {req.path}"}},
@@ -288,6 +292,15 @@ class Provider:
         return _json_response({"error": {"message": f"fake: no route {req.path}",
                                           "type": "invalid_request_error"}},
                               404)
+
+    def _models(self, req: Request) -> Response:
+        """Anthropic's model list for its key (one page); OpenAI's key gets an empty list."""
+        if req.headers.get("x-api-key") != ANTHROPIC_KEY:
+            return _json_response({"object": "list", "data": []})
+        data = [{"type": "model", "id": m, "display_name": m, "created_at": "2026-12-01T00:00:00Z"}
+                for m in self.anthropic_models]
+        return _json_response({"data": data, "has_more": False, "first_id": data[0]["id"],
+                               "last_id": data[-1]["id"]})
 
     def _decide(self, names: list[str], result: str | None) -> tuple[ToolCall | None, str]:
         script = self.script

@@ -48,6 +48,7 @@ ACTIONS = (
     "user.2fa_disable", "wallet.credit", "wallet.debit", "key.create", "key.edit", "key.revoke",
     "catalog.edit", "upstream.create", "upstream.edit", "upstream.enable", "upstream.disable",
     "upstream.delete", "topup_code.create", "encryption_key.rotate",
+    "catalog.create", "catalog.sync", "price_rule.set", "price_rule.delete",
 )
 
 

@@ -10,34 +10,21 @@ from datetime import datetime
 from flask import current_app
 from sqlalchemy import select
 
+from pagegrid import pricelist
 from pagegrid.billing import Price
 from pagegrid.billing import price_per_mtok_to_nanos
 from pagegrid.extensions import db
 from pagegrid.models import CatalogModel
 from pagegrid.money import per_mtok_decimal
+from pagegrid.price_rules import seed_price_rules
 
 # Admin edits reach every worker within this many seconds without a query per request.
 CACHE_SECONDS = 2.0
 
-# Providers' public list prices in USD per 1M tokens:
-# input, output, cache write (5 minutes), cache write (1 hour), cache read.
-SEED = [
-    ("claude-opus-4-8", "anthropic", "Claude Opus 4.8", [], 1_000_000, 128_000, True,
-     ("5", "25", "6.25", "10", "0.50")),
-    ("claude-opus-4-7", "anthropic", "Claude Opus 4.7", [], 1_000_000, 128_000, True,
-     ("5", "25", "6.25", "10", "0.50")),
-    ("claude-opus-4-6", "anthropic", "Claude Opus 4.6", [], 1_000_000, 128_000, True,
-     ("5", "25", "6.25", "10", "0.50")),
-    ("claude-sonnet-4-6", "anthropic", "Claude Sonnet 4.6", [], 1_000_000, 64_000, True,
-     ("3", "15", "3.75", "6", "0.30")),
-    ("claude-haiku-4-5-20251001", "anthropic", "Claude Haiku 4.5", ["claude-haiku-4-5"],
-     200_000, 64_000, True, ("1", "5", "1.25", "2", "0.10")),
-    # OpenAI has no cache write surcharge: writes cost the input rate.
-    ("gpt-5.4", "openai", "GPT-5.4", [], 1_050_000, 128_000, True,
-     ("2.50", "15", "2.50", "2.50", "0.25")),
-    ("gpt-5.5", "openai", "GPT-5.5", [], 1_050_000, 128_000, True,
-     ("5", "30", "5", "5", "0.50")),
-]
+# The seed models, straight from the shipped price list (pagegrid/data/prices.json): their ids,
+# names, limits and the providers' list prices in USD per 1M tokens (input, output, cache write
+# 5 minutes, cache write 1 hour, cache read).
+SEED = pricelist.seed()
 
 # Server-side tools bill per use on top of tokens (the providers' list prices, nano-USD):
 # Anthropic web search $10 per 1,000 searches, web fetch free (its content bills as input),
@@ -74,6 +61,11 @@ class ModelEntry:
     created_at: datetime
 
 
+def _source(model_id: str) -> str | None:
+    listed = pricelist.listed(model_id)
+    return listed.source_text() if listed is not None else None
+
+
 def seed_catalog() -> int:
     """Insert the seed models that are missing; never overwrite an operator's edits."""
     existing = set(db.session.scalars(select(CatalogModel.id)))
@@ -86,9 +78,11 @@ def seed_catalog() -> int:
             id=model_id, provider=provider, upstream_id=model_id, display_name=name,
             aliases=aliases, context_window=context, max_output=max_out, vision=True, tools=True,
             thinking=thinking, active=True, input_nanos=nanos[0], output_nanos=nanos[1],
-            cache_write_nanos=nanos[2], cache_write_1h_nanos=nanos[3], cache_read_nanos=nanos[4]))
+            cache_write_nanos=nanos[2], cache_write_1h_nanos=nanos[3], cache_read_nanos=nanos[4],
+            auto_priced=True, price_source=_source(model_id)))
         added += 1
     db.session.commit()
+    seed_price_rules()
     return added
 
 

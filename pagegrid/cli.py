@@ -21,6 +21,7 @@ from pagegrid import allowlist
 from pagegrid import audit
 from pagegrid import backup
 from pagegrid import billing
+from pagegrid import cli_catalog
 from pagegrid import crypto
 from pagegrid import passwords
 from pagegrid import payments
@@ -359,6 +360,7 @@ def register(app: Flask) -> None:
                     backup_command):
         app.cli.add_command(command)
     app.cli.add_command(checkout_command)
+    cli_catalog.register(app)  # sync-models, price rules, report-upstreams (issue 11)
 
 
 # -- payments (issue 14): card top-ups through Stripe Checkout ---------------------------------

@@ -130,6 +130,33 @@ class CatalogModel(Model):
     updated_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), default=utcnow, onupdate=utcnow
     )
+    # Priced by PageGrid (the price list or a family rule), not by the operator; where from.
+    auto_priced: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    price_source: Mapped[str | None] = mapped_column(Text)
+    # Listed by a provider but priced by nothing: added inactive until the operator prices it.
+    needs_price: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+
+
+class PriceRule(Model):
+    """How ``sync-models`` prices a new model the price list lacks: ``claude-opus-*`` like a model.
+
+    ``like_model`` names the catalog model whose current price is copied (its list price when
+    it is not in the catalog); empty, the price list's current model of the family. Explicit
+    prices (all five, nano-USD per token) win over both.
+    """
+
+    __tablename__ = "price_rules"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    pattern: Mapped[str] = mapped_column(String(100), unique=True)
+    like_model: Mapped[str | None] = mapped_column(String(100))
+    input_nanos: Mapped[int | None] = mapped_column(BigInteger)
+    output_nanos: Mapped[int | None] = mapped_column(BigInteger)
+    cache_write_nanos: Mapped[int | None] = mapped_column(BigInteger)
+    cache_write_1h_nanos: Mapped[int | None] = mapped_column(BigInteger)
+    cache_read_nanos: Mapped[int | None] = mapped_column(BigInteger)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
 
 
 class Upstream(Model):

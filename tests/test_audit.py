@@ -116,7 +116,10 @@ def test_every_admin_action_is_recorded_with_before_and_after_and_no_secret(app,
     assert topup["after"]["hint"] == code[-4:]
     catalog = last(app, "catalog.edit")
     assert catalog["target"] == f"model {HAIKU}"
-    assert catalog["before"] == {"input_nanos": 1000} and catalog["after"] == {"input_nanos": 1125}
+    assert catalog["before"]["input_nanos"] == 1000 and catalog["after"]["input_nanos"] == 1125
+    # A price the operator sets is no longer the price list's (auto-priced, its source).
+    assert catalog["before"]["auto_priced"] is True and catalog["after"] == {
+        "input_nanos": 1125, "auto_priced": False, "price_source": "set by the operator"}
     assert last(app, "upstream.create")["after"]["name"] == "primary"
     upstream_edit = last(app, "upstream.edit")
     assert upstream_edit["before"]["name"] == "primary" and upstream_edit["after"]["name"] == "primary-2"

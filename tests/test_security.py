@@ -271,6 +271,8 @@ def site_map(app, user_id: int, key_id: int, upstream_id: int) -> list[str]:
         "admin.upstreams": ["/admin/upstreams"], "admin.upstream_new": ["/admin/upstreams/new"],
         "admin.upstream_edit": [f"/admin/upstreams/{upstream_id}/edit"],
         "admin.audit": ["/admin/audit"], "admin.key_edit": [f"/admin/keys/{key_id}/edit"],
+        "admin.model_new": ["/admin/models/new"], "admin.models_rules": ["/admin/models/rules"],
+        "admin.reconcile_page": ["/admin/reconcile"], "admin.reconcile_csv": ["/admin/reconcile.csv"],
         "static": ["/static/pagegrid.js", "/static/pagegrid.css"],
     }
     endpoints = {r.endpoint for r in app.url_map.iter_rules()

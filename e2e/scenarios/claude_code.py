@@ -337,3 +337,26 @@ def failover(ctx: Context) -> str:
             with contextlib.suppress(RuntimeError):
                 ctx.gateway.cli("set-upstream", name, "--disable")
         server.shutdown()
+
+NEW_MODEL = "claude-sonnet-5-5"  # in the shipped price list, not in the seed
+
+
+@scenario("Claude Code", "sync-models adds a model the provider lists; --model it works")
+def synced_model(ctx: Context) -> str:
+    account = ctx.account("claude-synced")
+    rates = "SELECT auto_priced, active, input_nanos, output_nanos FROM catalog_models WHERE id = %s"
+    check(not ctx.bank.db.query(rates, NEW_MODEL), f"{NEW_MODEL} is in the catalog before the sync")
+    ctx.begin("never")
+    ctx.provider.anthropic_models = ["claude-opus-4-8", "claude-haiku-4-5-20251001", NEW_MODEL]
+    try:
+        printed = ctx.gateway.cli("sync-models")
+    finally:
+        ctx.provider.anthropic_models = []
+    check(f"added {NEW_MODEL}: price list:" in printed, f"sync-models printed:\n{printed}")
+    check(ctx.bank.db.query(rates, NEW_MODEL) == [(True, True, 2000, 10000)],
+          f"{NEW_MODEL} in the catalog: {ctx.bank.db.query(rates, NEW_MODEL)}")
+    marker = ctx.begin("pong-synced")
+    ran = ctx.run("claude-synced", [CLAUDE, "-p", PROMPT, "--model", NEW_MODEL], _env(ctx, account))
+    _ok(ran, marker)
+    _upstream_checks(ctx, NEW_MODEL, account)
+    return "synced and priced from the list; " + ctx.bank.assert_ledger(account, ctx.calls())

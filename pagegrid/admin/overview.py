@@ -23,10 +23,9 @@ from sqlalchemy import func
 from sqlalchemy import select
 
 from pagegrid import activity
+from pagegrid import pricelist
 from pagegrid.admin import bp
 from pagegrid.billing import Price
-from pagegrid.billing import price_per_mtok_to_nanos
-from pagegrid.catalog import SEED
 from pagegrid.charts import bar_chart
 from pagegrid.extensions import db
 from pagegrid.models import CatalogModel
@@ -40,8 +39,6 @@ from pagegrid.money import format_usd
 WINDOWS = (("today", 1), ("7 days", 7), ("30 days", 30))
 CHART_DAYS = 30
 TOP = 10
-LIST_PRICES = {model_id: Price(*(price_per_mtok_to_nanos(p) for p in prices))
-               for model_id, _, _, _, _, _, _, prices in SEED}
 _L = LedgerEntry
 _TOKEN_SUMS = (func.coalesce(func.sum(_L.input_tokens), 0), func.coalesce(func.sum(_L.output_tokens), 0),
                func.coalesce(func.sum(_L.cache_creation_input_tokens), 0),
@@ -61,7 +58,7 @@ def _utc_day(column):  # noqa: ANN001, ANN202 - SQL expressions
 
 def list_cost(model: str | None, tokens: Sequence[int], catalog_prices: dict[str, Price]) -> int:
     """Nano-USD the provider bills at list price for these token sums (in, out, cw, cw1h, cr)."""
-    price = (LIST_PRICES.get(model) or catalog_prices.get(model)) if model else None
+    price = (pricelist.list_price(model) or catalog_prices.get(model)) if model else None
     if price is None:
         return 0
     inp, out, writes, writes_1h, reads = (int(t) for t in tokens)
@@ -152,7 +149,7 @@ def summary(now: datetime | None = None) -> dict:
             "requests_by_day": _requests_by_day(first),
             "top_users": _top_users(first), "top_models": _top_models(first, prices),
             "balances": _balances(), "holds": _holds(),
-            "unlisted": sorted(set(prices) - set(LIST_PRICES))}
+            "unlisted": sorted(m for m in prices if pricelist.list_price(m) is None)}
 
 
 def _requests_by_day(since: datetime) -> dict[str, tuple[int, int]]:
@@ -184,7 +181,8 @@ def _top_models(since: datetime, prices: dict[str, Price]) -> list[dict]:
         cost = list_cost(model, tokens, prices)
         out.append({"model": model, "revenue": int(revenue or 0), "requests": int(count),
                     "tokens": sum(int(t) for i, t in enumerate(tokens) if i != 3), "cost": cost,
-                    "margin": int(revenue or 0) - cost, "listed": model in LIST_PRICES})
+                    "margin": int(revenue or 0) - cost,
+                    "listed": model is not None and pricelist.list_price(model) is not None})
     return out
 
 

@@ -330,8 +330,12 @@ def model_edit(model_id: str) -> str | Response:
             for name in ("context_window", "max_output", "vision", "tools", "thinking", "active"):
                 setattr(model, name, getattr(form, name).data)
             model.aliases = aliases
-            for name in PRICE_FIELDS:
-                setattr(model, f"{name}_nanos", billing.price_per_mtok_to_nanos(getattr(form, name).data))
+            priced = [billing.price_per_mtok_to_nanos(getattr(form, name).data) for name in PRICE_FIELDS]
+            if priced != [getattr(model, f"{name}_nanos") for name in PRICE_FIELDS] or model.needs_price:
+                # The operator's price now: no longer auto-priced, and sync-models never touches it.
+                model.auto_priced, model.needs_price, model.price_source = False, False, "set by the operator"
+            for name, nanos in zip(PRICE_FIELDS, priced, strict=True):
+                setattr(model, f"{name}_nanos", nanos)
             audit.record_change("catalog.edit", model)
             db.session.commit()
             current_app.extensions["pagegrid.catalog"].invalidate()

@@ -54,3 +54,20 @@ def _chunks(response: requests.Response) -> Iterator[bytes]:
         raise UpstreamTimeout("The upstream provider stopped sending mid-answer.") from None
     except (urllib3.exceptions.HTTPError, OSError):
         raise UpstreamError("The connection to the upstream provider broke mid-answer.") from None
+
+
+def get_json(url: str, headers: Mapping[str, str], params: Mapping[str, str] | None = None, *,
+             connect_timeout: float, read_timeout: float) -> tuple[int, dict | None]:
+    """GET a small JSON document (a model list): its status and body (None if not a JSON object)."""
+    try:
+        response = _session.get(url, headers=dict(headers), params=dict(params or {}),
+                                timeout=(connect_timeout, read_timeout))
+    except requests.exceptions.Timeout:
+        raise UpstreamTimeout("The upstream provider did not answer in time.") from None
+    except requests.exceptions.RequestException:
+        raise UpstreamError("Could not reach the upstream provider.") from None
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    return response.status_code, body if isinstance(body, dict) else None
