@@ -29,17 +29,11 @@ lint: $(VENV)/.dev
 	$(BIN)/lint-imports
 	$(BIN)/mypy
 
-# The suite runs on SQLite and on PostgreSQL (PAGEGRID_TEST_POSTGRES_URL, default
+# The suite runs on SQLite, then on PostgreSQL (PAGEGRID_TEST_POSTGRES_URL, default
 # postgresql://postgres@127.0.0.1:5432/postgres; each run creates and drops its own database).
-# The two runs go side by side (each mostly waits on sockets and timers) into
-# test-artifacts/pytest-<db>.log; each log is printed when both are done.
 test: lint
-	@mkdir -p test-artifacts
-	@$(BIN)/pytest > test-artifacts/pytest-sqlite.log 2>&1 & sqlite=$$!; \
-	$(BIN)/pytest --db=postgresql > test-artifacts/pytest-postgresql.log 2>&1 & postgresql=$$!; \
-	wait $$sqlite; rs=$$?; wait $$postgresql; rp=$$?; \
-	for db in sqlite postgresql; do echo "== pytest on $$db"; tail -n 60 test-artifacts/pytest-$$db.log; done; \
-	echo "pytest: sqlite exit $$rs, postgresql exit $$rp"; [ $$rs = 0 ] && [ $$rp = 0 ]
+	$(BIN)/pytest
+	$(BIN)/pytest --db=postgresql
 
 # The quick loop while editing: SQLite only, no browser, no live gunicorn.
 test-fast: lint
