@@ -31,9 +31,14 @@ lint: $(VENV)/.dev
 
 # The suite runs on SQLite, then on PostgreSQL (PAGEGRID_TEST_POSTGRES_URL, default
 # postgresql://postgres@127.0.0.1:5432/postgres; each run creates and drops its own database).
+# Files that never reach the database dialect (pages in Chromium, layout, docs snippets, deploy
+# files, pure translation and fuzzing) run once, on SQLite.
+SQLITE_ONLY := tests/test_browser.py tests/test_layout.py tests/test_docs.py tests/test_deploy.py \
+	tests/test_translate_chat.py tests/test_translate_responses.py tests/test_fuzz.py
+
 test: lint
 	$(BIN)/pytest
-	$(BIN)/pytest --db=postgresql
+	$(BIN)/pytest --db=postgresql $(addprefix --ignore=,$(SQLITE_ONLY))
 
 # The quick loop while editing: SQLite only, no browser, no live gunicorn.
 test-fast: lint
