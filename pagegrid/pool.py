@@ -201,8 +201,9 @@ class Pool:
         if self.redis is not None:
             return {_text(name): Status.from_json(value)
                     for name, value in self.redis.hgetall(self._status_key).items()}
-        with db.engine.connect() as conn:
-            rows = conn.execute(select(UpstreamStatus)).all()
+        # On the request's own session: a second connection per request would let a burst hold
+        # every pooled connection while each waits for one more.
+        rows = db.session.execute(select(UpstreamStatus)).all()
         return {row.name: Status(row.state, _epoch(row.until), row.reason, _epoch(row.since), row.strikes)
                 for row in rows}
 
@@ -218,13 +219,14 @@ class Pool:
                 else:
                     self.redis.hset(self._status_key, name, status.to_json())
                 return
-            with db.engine.begin() as conn:
-                conn.execute(delete(UpstreamStatus).where(UpstreamStatus.name == name))
-                if status is not None:
-                    conn.execute(insert(UpstreamStatus).values(
-                        name=name, state=status.state, until=_datetime(status.until),
-                        reason=status.reason, since=_datetime(status.since), strikes=status.strikes))
+            db.session.execute(delete(UpstreamStatus).where(UpstreamStatus.name == name))
+            if status is not None:
+                db.session.execute(insert(UpstreamStatus).values(
+                    name=name, state=status.state, until=_datetime(status.until),
+                    reason=status.reason, since=_datetime(status.since), strikes=status.strikes))
+            db.session.commit()  # the request's admission is committed already
         except Exception:
+            db.session.rollback()
             log.warning("could not share the status of upstream %s", name, exc_info=True)
 
     def failed(self, account: Account, failure: Failure) -> None:
@@ -257,10 +259,11 @@ class Pool:
         now = clock.now()
         self._write_status(name, Status("disabled", 0.0, reason, now.timestamp()))
         try:
-            with self.app.app_context(), db.engine.begin() as conn:
-                conn.execute(update(Upstream).where(Upstream.name == name)
-                             .values(enabled=False, disabled_reason=reason, disabled_at=now))
+            db.session.execute(update(Upstream).where(Upstream.name == name)
+                               .values(enabled=False, disabled_reason=reason, disabled_at=now))
+            db.session.commit()
         except Exception:  # the shared status still holds it back; the row follows on enable
+            db.session.rollback()
             log.exception("could not record the disablement of upstream %s", name)
         self._accounts = None
 

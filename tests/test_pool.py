@@ -34,7 +34,7 @@ from tests.serving import free_port
 from tests.test_limits import REDIS_URL
 from tests.test_live import start_gunicorn
 
-CAPTURES = Path(__file__).resolve().parents[2] / "shared" / "clients" / "captures"
+CAPTURES = Path(__file__).resolve().parent / "data" / "captures"  # copied from shared/clients
 BODY = {"model": "claude-sonnet-4-6", "max_tokens": 100, "messages": [{"role": "user", "content": "hi"}]}
 
 
@@ -377,7 +377,8 @@ def test_a_sticky_conversation_moves_when_its_account_fails_and_stays_moved(clie
     _post(client, key, body)
     second = wallets.charges(user_id)[-1].upstream
     assert second != first
-    pool(runner.app).enable(first)  # healthy again: the conversation stays where it went
+    with runner.app.app_context():
+        pool(runner.app).enable(first)  # healthy again: the conversation stays where it went
     for _ in range(3):
         _post(client, key, body)
     assert {c.upstream for c in wallets.charges(user_id)[2:]} == {second}
