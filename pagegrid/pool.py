@@ -22,6 +22,7 @@ without stickiness or shared status rather than failing the request.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -194,6 +195,9 @@ class Pool:
             except Exception:  # advisory: keep what we knew
                 log.warning("could not read the upstream status; using this process's view",
                             exc_info=True)
+                if self.redis is None:
+                    with contextlib.suppress(Exception):  # the request's session stays usable
+                        db.session.rollback()
             self._status_read = time.monotonic()
         return self._status
 
