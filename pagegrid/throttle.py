@@ -29,10 +29,10 @@ def _keys(email: str, ip: str) -> list[tuple[str, list[RateLimitItem]]]:
             (f"login-ip:{ip}", _tiers("PAGEGRID_LOGIN_IP_LIMITS"))]
 
 
-def retry_after(email: str, ip: str) -> int:
-    """Seconds until this IP may try this account again; 0 when it may now."""
+def _retry_after(keys: list[tuple[str, list[RateLimitItem]]]) -> int:
+    """Seconds until every tier of ``keys`` allows another try; 0 when they do now."""
     wait = 0.0
-    for key, tiers in _keys(email, ip):
+    for key, tiers in keys:
         for item in tiers:
             if not limiter.limiter.test(item, key):
                 reset = limiter.limiter.get_window_stats(item, key).reset_time
@@ -40,18 +40,32 @@ def retry_after(email: str, ip: str) -> int:
     return math.ceil(wait)
 
 
-def failed(email: str, ip: str) -> None:
-    """Count a wrong password (or unknown email) from ``ip``."""
-    for key, tiers in _keys(email, ip):
+def _hit(keys: list[tuple[str, list[RateLimitItem]]]) -> None:
+    for key, tiers in keys:
         for item in tiers:
             limiter.limiter.hit(item, key)
 
 
-def succeeded(email: str, ip: str) -> None:
-    """Forget this pair's failures (the IP's budget keeps them)."""
-    key, tiers = _keys(email, ip)[0]
+def _clear(keys: list[tuple[str, list[RateLimitItem]]]) -> None:
+    """Forget the first (the pair's) tiers; the wider budget keeps its count."""
+    key, tiers = keys[0]
     for item in tiers:
         limiter.limiter.clear(item, key)
+
+
+def retry_after(email: str, ip: str) -> int:
+    """Seconds until this IP may try this account again; 0 when it may now."""
+    return _retry_after(_keys(email, ip))
+
+
+def failed(email: str, ip: str) -> None:
+    """Count a wrong password (or unknown email) from ``ip``."""
+    _hit(_keys(email, ip))
+
+
+def succeeded(email: str, ip: str) -> None:
+    """Forget this pair's failures (the IP's budget keeps them)."""
+    _clear(_keys(email, ip))
 
 
 # Two-factor codes: only someone who has the password gets to guess one, so besides the
@@ -65,24 +79,14 @@ def _code_keys(user_id: int, ip: str) -> list[tuple[str, list[RateLimitItem]]]:
 
 def code_retry_after(user_id: int, ip: str) -> int:
     """Seconds until this IP may try another two-factor code for this account; 0 when it may now."""
-    wait = 0.0
-    for key, tiers in _code_keys(user_id, ip):
-        for item in tiers:
-            if not limiter.limiter.test(item, key):
-                reset = limiter.limiter.get_window_stats(item, key).reset_time
-                wait = max(wait, reset - time.time(), 1)
-    return math.ceil(wait)
+    return _retry_after(_code_keys(user_id, ip))
 
 
 def code_failed(user_id: int, ip: str) -> None:
     """Count a wrong (or replayed) two-factor code."""
-    for key, tiers in _code_keys(user_id, ip):
-        for item in tiers:
-            limiter.limiter.hit(item, key)
+    _hit(_code_keys(user_id, ip))
 
 
 def code_succeeded(user_id: int, ip: str) -> None:
     """Forget this pair's failures (the account's budget keeps them)."""
-    key, tiers = _code_keys(user_id, ip)[0]
-    for item in tiers:
-        limiter.limiter.clear(item, key)
+    _clear(_code_keys(user_id, ip))

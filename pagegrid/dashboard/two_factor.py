@@ -151,9 +151,7 @@ def two_factor_enable():  # noqa: ANN201
     if status:
         return _again(status)
     codes = twofactor.enable(user)
-    sessions.end_all(user)
-    db.session.commit()
-    sessions.start(user)
+    _restart_sessions(user)
     onetime.stash(user.id, "\n".join(codes), "recovery")
     flash("Two-factor login is on. Every other session of this account is logged out.", "success")
     return redirect(url_for("dashboard.two_factor"))
@@ -170,9 +168,7 @@ def two_factor_disable():  # noqa: ANN201
     if status:
         return _again(status)
     twofactor.disable(user)
-    sessions.end_all(user)
-    db.session.commit()
-    sessions.start(user)
+    _restart_sessions(user)
     flash("Two-factor login is off.", "success")
     return redirect(url_for("dashboard.two_factor"))
 
@@ -192,3 +188,10 @@ def two_factor_recovery_codes():  # noqa: ANN201
     onetime.stash(user.id, "\n".join(codes), "recovery")
     flash("New recovery codes: the old ones no longer work.", "success")
     return redirect(url_for("dashboard.two_factor"))
+
+
+def _restart_sessions(user) -> None:  # noqa: ANN001 - a User
+    """Commit a 2FA change, ending every session of the user but a fresh one for this browser."""
+    sessions.end_all(user)
+    db.session.commit()
+    sessions.start(user)
