@@ -71,3 +71,16 @@ def get_json(url: str, headers: Mapping[str, str], params: Mapping[str, str] | N
     except ValueError:
         body = None
     return response.status_code, body if isinstance(body, dict) else None
+
+
+def fetch(method: str, url: str, headers: Mapping[str, str], params: Mapping[str, str] | None = None, *,
+          connect_timeout: float, read_timeout: float) -> tuple[int, bytes]:
+    """A small non-streaming request (GET or DELETE of a stored object): its status and body."""
+    try:
+        response = _session.request(method, url, headers=dict(headers), params=dict(params or {}),
+                                    timeout=(connect_timeout, read_timeout))
+    except requests.exceptions.Timeout:
+        raise UpstreamTimeout("The upstream provider did not answer in time.") from None
+    except requests.exceptions.RequestException:
+        raise UpstreamError("Could not reach the upstream provider.") from None
+    return response.status_code, response.content
