@@ -120,8 +120,8 @@ def app(database_url: str, fake_upstream: FakeUpstream, tmp_path: Path):
     })
     app.test_client_class = ReadingClient
     with app.app_context():
-        for table in (StoredResponse, RequestLogEntry, AuditEntry, RecoveryCode, OneTimeSecret, LedgerEntry, Hold,
-                      KeyUsage, TopUpCode, StripeTopUp, ApiKey, User, Upstream, UpstreamStatus,
+        for table in (StoredResponse, RequestLogEntry, AuditEntry, RecoveryCode, OneTimeSecret, LedgerEntry,
+                      Hold, KeyUsage, TopUpCode, StripeTopUp, ApiKey, User, Upstream, UpstreamStatus,
                       CatalogModel, PriceRule):
             db.session.execute(delete(table))
         db.session.commit()

@@ -106,15 +106,15 @@ def test_retrieve_input_items_and_delete(openai_sdk, funded, fake_upstream):
     kept = client.responses.retrieve(created.id)
     assert (kept.output_text, kept.status, kept.metadata) == ("Done.", "completed", {"ticket": "42"})
 
-    newest_first = client.responses.input_items.list(created.id)
-    assert newest_first.object == "list" and newest_first.has_more is False
-    assert [item.role for item in newest_first.data] == ["user", "user", "developer"]
-    assert newest_first.first_id == newest_first.data[0].id and newest_first.last_id == newest_first.data[-1].id
+    newest = client.responses.input_items.list(created.id)
+    assert newest.object == "list" and newest.has_more is False
+    assert [item.role for item in newest.data] == ["user", "user", "developer"]
+    assert (newest.first_id, newest.last_id) == (newest.data[0].id, newest.data[-1].id)
     page = client.responses.input_items.list(created.id, order="asc", limit=2)
     assert [item.content[0].text for item in page.data] == ["Be terse.", "one"] and page.has_more
     assert [item.content[0].text for item in page.get_next_page().data] == ["two"]
     assert [item.id for item in client.responses.input_items.list(created.id, order="asc")] == \
-        [item.id for item in newest_first.data][::-1]  # the SDK's auto-paging follows ``after``
+        [item.id for item in newest.data][::-1]  # the SDK's auto-paging follows ``after``
 
     deleted = client.with_raw_response.responses.delete(created.id)
     assert deleted.http_response.json() == {"id": created.id, "object": "response.deleted", "deleted": True}
@@ -138,7 +138,8 @@ def test_another_users_response_is_not_found(openai_sdk, wallets, fake_upstream)
     assert err.value.code == "previous_response_not_found"
     assert err.value.body["param"] == "previous_response_id"
     with pytest.raises(openai.NotFoundError):
-        their_client.responses.create(model=MODEL, input=[{"type": "item_reference", "id": mine.output[0].id}])
+        their_client.responses.create(model=MODEL,
+                                      input=[{"type": "item_reference", "id": mine.output[0].id}])
     assert len(fake_upstream.requests) == 1  # neither reached the provider
     assert wallets.charges(stranger) == []
     # The owner's other keys see it: responses belong to the user, not the key.
