@@ -241,3 +241,21 @@ def test_gpt_responses_are_retrieved_from_openai_for_their_owner(app, openai_sdk
     with pytest.raises(openai.BadRequestError):  # a GPT response cannot continue on Claude
         client.responses.create(model=MODEL, previous_response_id=created.id, input="hi")
     assert len(fake_upstream.requests) == calls
+
+
+def test_a_function_call_round_trip_continues_from_the_store(openai_sdk, funded, fake_upstream):
+    _, key = funded
+    client = openai_sdk(key)
+    tool = {"type": "function", "name": "weather", "parameters": {"type": "object", "properties": {}}}
+    use = {"type": "tool_use", "id": "toolu_7", "name": "weather", "input": {}}
+    fake_upstream.stream(stream_events(message(content=[use], stop_reason="tool_use", model=MODEL)))
+    with client.responses.stream(model=MODEL, input="Weather?", tools=[tool]) as events:
+        first = events.get_final_response()
+    assert first.output[0].type == "function_call"
+    fake_upstream.reply(message("Sunny.", model=MODEL))
+    client.responses.create(model=MODEL, tools=[tool], previous_response_id=first.id, input=[
+        {"type": "function_call_output", "call_id": "toolu_7", "output": "sunny, 21 C"}])
+    sent = fake_upstream.requests[-1].body["messages"]
+    assert [turn["role"] for turn in sent] == ["user", "assistant", "user"]
+    assert sent[1]["content"] == [{"type": "tool_use", "id": "toolu_7", "name": "weather", "input": {}}]
+    assert sent[2]["content"] == [{"type": "tool_result", "tool_use_id": "toolu_7", "content": "sunny, 21 C"}]
