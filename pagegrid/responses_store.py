@@ -254,4 +254,3 @@ def prune(days: int | None = None, *, now: datetime | None = None) -> int:
                            .execution_options(synchronize_session=False))
         db.session.commit()
         removed += len(batch)
-

@@ -151,7 +151,7 @@ def test_bad_retention_stops_the_start(monkeypatch, value):
     from pagegrid import config
 
     with pytest.raises(SystemExit, match="PAGEGRID_REQUEST_LOG_DAYS"):
-        config.request_log_days(value)
+        config.retention_days("PAGEGRID_REQUEST_LOG_DAYS", value)
 
 
 def test_activity_shows_a_customer_only_their_requests(app, client, wallets, browser, fake_upstream):

@@ -53,7 +53,8 @@ def delete_response(response_id: str) -> Response:
     row = _own(response_id)
     answer = _at_openai(row, "DELETE", f"/v1/responses/{response_id}") if row.provider == "openai" else None
     responses_store.forget(row)
-    return answer or _json({"id": response_id, "object": "response.deleted", "deleted": True})
+    return answer if answer is not None else _json({"id": response_id, "object": "response.deleted",
+                                                    "deleted": True})
 
 
 @bp.get("/responses/<response_id>/input_items")
