@@ -259,3 +259,29 @@ def test_a_function_call_round_trip_continues_from_the_store(openai_sdk, funded,
     assert [turn["role"] for turn in sent] == ["user", "assistant", "user"]
     assert sent[1]["content"] == [{"type": "tool_use", "id": "toolu_7", "name": "weather", "input": {}}]
     assert sent[2]["content"] == [{"type": "tool_result", "tool_use_id": "toolu_7", "content": "sunny, 21 C"}]
+
+
+def test_a_stream_that_breaks_is_not_stored(app, openai_sdk, funded, wallets, fake_upstream):
+    user_id, key = funded
+    fake_upstream.stream(stream_events(message("never finished", model=MODEL)), fail_after=4)
+    with openai_sdk(key).responses.stream(model=MODEL, input="hi") as events:
+        kinds = [event.type for event in events]
+    assert "response.completed" not in kinds
+    assert _stored(app) == 0
+    [charge] = wallets.charges(user_id)
+    assert charge.status == "upstream_error"
+    wallets.assert_consistent(user_id)
+
+
+def test_claude_thinking_goes_back_signed_from_the_store(openai_sdk, funded, fake_upstream):
+    _, key = funded
+    client = openai_sdk(key)
+    thought = {"type": "thinking", "thinking": "Two plus two.", "signature": "sig-abc"}
+    fake_upstream.reply(message(content=[thought, {"type": "text", "text": "4"}], model=MODEL))
+    first = client.responses.create(model=MODEL, input="2+2?", reasoning={"effort": "low"})
+    fake_upstream.reply(message("8", model=MODEL))
+    client.responses.create(model=MODEL, input="Double it.", reasoning={"effort": "low"},
+                            previous_response_id=first.id)
+    sent = fake_upstream.requests[-1].body["messages"]
+    assert sent[1]["content"][0] == thought
+    assert sent[1]["content"][1] == {"type": "text", "text": "4"}
