@@ -23,6 +23,7 @@ from typing import Protocol
 from pagegrid.api.streams import DONE
 from pagegrid.api.streams import Passthrough
 from pagegrid.api.streams import Translated
+from pagegrid.api.streams import Watch
 from pagegrid.api.streams import anthropic_error
 from pagegrid.api.streams import chat_error
 from pagegrid.api.streams import frame_chat
@@ -110,7 +111,7 @@ def new_call(dialect: str, body: dict, raw: bytes, model: ModelEntry, stream: bo
                 ANSWER_ID_PREFIX[dialect] + secrets.token_hex(12), keep=keep)
 
 
-def _finals(keep: Keeper | None) -> Callable[[JSON], None] | None:
+def _finals(keep: Keeper | None) -> Watch | None:
     """A stream watch that hands the final response (completed or incomplete) to ``keep``."""
     if keep is None:
         return None
