@@ -9,7 +9,8 @@ passthrough and translated requests follow the same rules:
   body does not contain — a stored conversation (``previous_response_id``, ``conversation``,
   stored prompts, ``item_reference`` items), documents and images by URL or file id, containers,
   MCP servers, anything a server-side tool fetches or searches — can be as large as the model's
-  context window, so such a request holds the whole window.
+  context window, so such a request holds the whole window. (A Claude model's stored
+  conversation is resolved into the body before this, responses_store.py, so it counts by size.)
 - **Output.** ``max_tokens`` (or the model's maximum when the request leaves it out), capped at
   the model's maximum, times the number of choices ``n``.
 - **Every input token at the dearest input rate** (cache writes cost more than plain input),

@@ -26,6 +26,7 @@ from pagegrid import crypto
 from pagegrid import passwords
 from pagegrid import payments
 from pagegrid import requestlog
+from pagegrid import responses_store
 from pagegrid import sessions
 from pagegrid import twofactor
 from pagegrid.catalog import seed_catalog
@@ -55,10 +56,10 @@ def init_db_command() -> None:
     upgrade()
     added = seed_catalog()
     settled, failing, released = _settle_and_sweep()
-    pruned = requestlog.prune()
+    pruned, forgotten = requestlog.prune(), responses_store.prune()
     click.echo(f"Database ready; {added} catalog models added; {settled} journaled settlements "
                f"replayed ({failing} still failing); {released} holds with expired leases released; "
-               f"{pruned} request log rows past retention pruned.")
+               f"{pruned} request log rows and {forgotten} stored responses past retention pruned.")
 
 
 @click.command("prune")
@@ -67,6 +68,14 @@ def prune_command() -> None:
     """Delete request log rows older than PAGEGRID_REQUEST_LOG_DAYS (the ledger is kept); safe from cron."""
     days = current_app.config["PAGEGRID_REQUEST_LOG_DAYS"]
     click.echo(f"Pruned {requestlog.prune()} request log rows older than {days} days.")
+
+
+@click.command("prune-responses")
+@with_appcontext
+def prune_responses_command() -> None:
+    """Delete stored responses older than PAGEGRID_RESPONSES_RETENTION_DAYS; safe from cron."""
+    days = current_app.config["PAGEGRID_RESPONSES_RETENTION_DAYS"]
+    click.echo(f"Pruned {responses_store.prune()} stored responses older than {days} days.")
 
 
 @click.command("backup")
@@ -357,7 +366,7 @@ def register(app: Flask) -> None:
                     release_holds_command, settle_pending_command,
                     rotate_encryption_key_command, reset_password_command, add_upstream_command,
                     list_upstreams_command, set_upstream_command, disable_2fa_command, prune_command,
-                    backup_command):
+                    prune_responses_command, backup_command):
         app.cli.add_command(command)
     app.cli.add_command(checkout_command)
     cli_catalog.register(app)  # sync-models, price rules, report-upstreams (issue 11)

@@ -118,7 +118,11 @@ def from_environ(instance_path: Path) -> dict:
         # format, and how many days the request log keeps (the ledger is kept forever).
         "PAGEGRID_METRICS_TOKEN": env("PAGEGRID_METRICS_TOKEN") or None,
         "PAGEGRID_LOG_FORMAT": log_format(env("PAGEGRID_LOG_FORMAT") or "text"),
-        "PAGEGRID_REQUEST_LOG_DAYS": request_log_days(env("PAGEGRID_REQUEST_LOG_DAYS") or "30"),
+        "PAGEGRID_REQUEST_LOG_DAYS": retention_days(
+            "PAGEGRID_REQUEST_LOG_DAYS", env("PAGEGRID_REQUEST_LOG_DAYS") or "30"),
+        # How long stored Responses API responses are kept (prune-responses, init-db).
+        "PAGEGRID_RESPONSES_RETENTION_DAYS": retention_days(
+            "PAGEGRID_RESPONSES_RETENTION_DAYS", env("PAGEGRID_RESPONSES_RETENTION_DAYS") or "30"),
         # Set by gunicorn.conf.py for its workers: prometheus_client's multiprocess mode.
         "PROMETHEUS_MULTIPROC_DIR": env("PROMETHEUS_MULTIPROC_DIR") or None,
     }
@@ -134,10 +138,10 @@ def log_format(value: str) -> str:
     return value
 
 
-def request_log_days(value: str) -> int:
-    """Whole days, at least 1; anything else stops the start with a clear message."""
+def retention_days(name: str, value: str) -> int:
+    """Whole days, at least 1; anything else stops the start with a clear message naming ``name``."""
     if not value.strip().isdigit() or int(value) < 1:
-        raise SystemExit(f"PAGEGRID_REQUEST_LOG_DAYS must be a whole number of days >= 1, not {value!r}")
+        raise SystemExit(f"{name} must be a whole number of days >= 1, not {value!r}")
     return int(value)
 
 

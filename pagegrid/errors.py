@@ -4,6 +4,7 @@ Views raise these; the ``api`` blueprint's handlers render them in the dialect o
 
     GatewayError                    500 api_error
     ├── InvalidRequest              400 invalid_request_error
+    │   └── PreviousResponseNotFound 400 invalid_request_error (OpenAI code previous_response_not_found)
     ├── AuthenticationFailed        401 authentication_error
     ├── InsufficientBalance         402 billing_error
     ├── PermissionDenied            403 permission_error
@@ -61,6 +62,12 @@ class InvalidRequest(GatewayError):
 
     status = 400
     anthropic_type = openai_type = "invalid_request_error"
+
+
+class PreviousResponseNotFound(InvalidRequest):
+    """A ``previous_response_id`` that is unknown, expired or another user's (OpenAI answers 400)."""
+
+    openai_code = "previous_response_not_found"
 
 
 class AuthenticationFailed(GatewayError):

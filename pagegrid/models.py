@@ -400,3 +400,29 @@ class RequestLogEntry(Model):
 
     __table_args__ = (Index("ix_request_log_created", "created_at"),
                       Index("ix_request_log_user_created", "user_id", "created_at"))
+
+
+class StoredResponse(Model):
+    """A Responses API response kept for ``previous_response_id``, ``item_reference`` and
+    ``GET /v1/responses/{id}`` (responses_store.py), owned by the user whose key made it.
+
+    A Claude model's response keeps its response object and the input items its turn added;
+    a GPT model's keeps only who owns it and which account holds it (OpenAI stores the rest).
+    Kept ``PAGEGRID_RESPONSES_RETENTION_DAYS`` and pruned (``flask --app app prune-responses``).
+    """
+
+    __tablename__ = "stored_responses"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)  # resp_…, the id the client got
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    api_key_id: Mapped[int | None] = mapped_column(Integer)
+    provider: Mapped[str] = mapped_column(String(20))  # anthropic: kept here | openai: kept at OpenAI
+    model: Mapped[str] = mapped_column(String(100))
+    upstream: Mapped[str | None] = mapped_column(String(100))  # the account that answered
+    previous_response_id: Mapped[str | None] = mapped_column(String(64))
+    response: Mapped[dict | None] = mapped_column(JSON)
+    input_items: Mapped[list | None] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+    __table_args__ = (Index("ix_stored_responses_created", "created_at"),
+                      Index("ix_stored_responses_user", "user_id"))

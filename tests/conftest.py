@@ -37,6 +37,7 @@ from pagegrid.models import OneTimeSecret
 from pagegrid.models import PriceRule
 from pagegrid.models import RecoveryCode
 from pagegrid.models import RequestLogEntry
+from pagegrid.models import StoredResponse
 from pagegrid.models import StripeTopUp
 from pagegrid.models import TopUpCode
 from pagegrid.models import Upstream
@@ -119,8 +120,8 @@ def app(database_url: str, fake_upstream: FakeUpstream, tmp_path: Path):
     })
     app.test_client_class = ReadingClient
     with app.app_context():
-        for table in (RequestLogEntry, AuditEntry, RecoveryCode, OneTimeSecret, LedgerEntry, Hold,
-                      KeyUsage, TopUpCode, StripeTopUp, ApiKey, User, Upstream, UpstreamStatus,
+        for table in (StoredResponse, RequestLogEntry, AuditEntry, RecoveryCode, OneTimeSecret, LedgerEntry,
+                      Hold, KeyUsage, TopUpCode, StripeTopUp, ApiKey, User, Upstream, UpstreamStatus,
                       CatalogModel, PriceRule):
             db.session.execute(delete(table))
         db.session.commit()

@@ -10,7 +10,8 @@ from hypothesis import settings
 from hypothesis import strategies as st
 
 ROUTES = ["/v1/messages", "/v1/messages/count_tokens", "/v1/chat/completions", "/v1/responses",
-          "/v1/models", "/v1/v1/messages", "/v1/nope", "/v1/models/claude-haiku-4-5"]
+          "/v1/models", "/v1/v1/messages", "/v1/nope", "/v1/models/claude-haiku-4-5",
+          "/v1/responses/resp_0123456789abcdef01234567", "/v1/responses/resp_x/input_items?limit=0"]
 MODELS = st.sampled_from(["claude-haiku-4-5", "gpt-5.4", "nope", "", "claude-opus-4-8"])
 lone_surrogates = st.text(st.characters(categories=["Cs"]), min_size=1, max_size=2)
 scalars = st.one_of(st.none(), st.booleans(), st.integers(-2**70, 2**70), st.floats(allow_nan=True),
@@ -30,7 +31,8 @@ bodies = st.one_of(
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck))
-@given(route=st.sampled_from(ROUTES), method=st.sampled_from(["POST", "POST", "POST", "GET"]), body=bodies)
+@given(route=st.sampled_from(ROUTES), method=st.sampled_from(["POST", "POST", "POST", "GET", "DELETE"]),
+       body=bodies)
 def test_no_route_answers_500_or_html(client, funded, wallets, fake_upstream, route, method, body):
     user_id, key = funded
     fake_upstream.reset()

@@ -138,7 +138,8 @@ def test_prune_keeps_the_ledger(app, client, runner, funded, wallets, fake_upstr
     app.config["PAGEGRID_REQUEST_LOG_DAYS"] = 1
     monkeypatch.setattr(clock, "now", lambda: real_now + timedelta(days=2))
     result = runner.invoke(args=["init-db"])
-    assert result.exit_code == 0 and "1 request log rows past retention pruned" in result.output
+    assert result.exit_code == 0
+    assert "1 request log rows and 0 stored responses past retention pruned" in result.output
     with app.app_context():
         assert db.session.scalar(select(func.count()).select_from(RequestLogEntry)) == 0
         assert db.session.scalar(select(func.count()).select_from(LedgerEntry)
@@ -150,7 +151,7 @@ def test_bad_retention_stops_the_start(monkeypatch, value):
     from pagegrid import config
 
     with pytest.raises(SystemExit, match="PAGEGRID_REQUEST_LOG_DAYS"):
-        config.request_log_days(value)
+        config.retention_days("PAGEGRID_REQUEST_LOG_DAYS", value)
 
 
 def test_activity_shows_a_customer_only_their_requests(app, client, wallets, browser, fake_upstream):

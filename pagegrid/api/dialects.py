@@ -23,6 +23,7 @@ from typing import Protocol
 from pagegrid.api.streams import DONE
 from pagegrid.api.streams import Passthrough
 from pagegrid.api.streams import Translated
+from pagegrid.api.streams import Watch
 from pagegrid.api.streams import anthropic_error
 from pagegrid.api.streams import chat_error
 from pagegrid.api.streams import frame_chat
@@ -31,6 +32,8 @@ from pagegrid.api.streams import frame_typed
 from pagegrid.api.streams import responses_error
 from pagegrid.catalog import ModelEntry
 from pagegrid.errors import GatewayError
+from pagegrid.json_types import JSON
+from pagegrid.responses_store import Keeper
 from pagegrid.sse import SSEEvent
 from pagegrid.translate.chat_to_messages import anthropic_message_to_openai_chat
 from pagegrid.translate.chat_to_messages import openai_chat_request_to_anthropic
@@ -88,6 +91,7 @@ class Call:
     request_id: str
     answer_id: str = ""  # the id of a translated answer, made once per request
     created: int = field(default_factory=lambda: int(time.time()))
+    keep: Keeper | None = None  # stores the final Responses API response (store unset or true)
 
     @property
     def include_usage(self) -> bool:
@@ -101,10 +105,22 @@ class Call:
 
 
 def new_call(dialect: str, body: dict, raw: bytes, model: ModelEntry, stream: bool,
-             request_id: str) -> Call:
+             request_id: str, keep: Keeper | None = None) -> Call:
     """The Call for one request, with its answer id."""
     return Call(dialect, body, raw, model, stream, request_id,
-                ANSWER_ID_PREFIX[dialect] + secrets.token_hex(12))
+                ANSWER_ID_PREFIX[dialect] + secrets.token_hex(12), keep=keep)
+
+
+def _finals(keep: Keeper | None) -> Watch | None:
+    """A stream watch that hands the final response (completed or incomplete) to ``keep``."""
+    if keep is None:
+        return None
+
+    def watch(event: JSON) -> None:
+        if event.get("type") in ("response.completed", "response.incomplete") and \
+                isinstance(event.get("response"), dict):
+            keep(event["response"])
+    return watch
 
 
 @dataclass(frozen=True)
@@ -158,7 +174,10 @@ def chat_reply(call: Call, data: bytes) -> tuple[bytes, Usage]:
 
 
 def responses_reply(call: Call, data: bytes) -> tuple[bytes, Usage]:
-    return data, openai_response_usage(json.loads(data))
+    response = json.loads(data)
+    if call.keep is not None and isinstance(response, dict):
+        call.keep(response)
+    return data, openai_response_usage(response)
 
 
 def messages_relayed(call: Call) -> StreamPlan:
@@ -174,7 +193,7 @@ def chat_relayed(call: Call) -> StreamPlan:
 
 
 def responses_relayed(call: Call) -> StreamPlan:
-    return Passthrough(responses_error)
+    return Passthrough(responses_error, watch=_finals(call.keep))
 
 
 def anthropic_meter(call: Call) -> Meter:
@@ -240,13 +259,15 @@ def message_reply_as_response(call: Call, data: bytes) -> tuple[bytes, Usage]:
     message = json.loads(data)
     response = anthropic_message_to_openai_response(message, model=call.model.id, response_id=call.answer_id,
                                                     created_at=call.created)
+    if call.keep is not None:
+        call.keep(response)
     return dumps(response), anthropic_message_usage(message)
 
 
 def messages_stream_as_responses(call: Call) -> StreamPlan:
     return Translated(AnthropicToOpenAIResponsesStream(model=call.model.id, response_id=call.answer_id,
                                                        created_at=call.created),
-                      frame_typed, responses_error)
+                      frame_typed, responses_error, watch=_finals(call.keep))
 
 
 # (client dialect, provider dialect) -> how the request travels.

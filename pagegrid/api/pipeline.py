@@ -40,6 +40,7 @@ from pagegrid import bounds
 from pagegrid import limits
 from pagegrid import metrics
 from pagegrid import pool
+from pagegrid import responses_store
 from pagegrid.api import body as bodies
 from pagegrid.api.dialects import DIALECTS
 from pagegrid.api.dialects import Adaptor
@@ -205,9 +206,20 @@ def route(model: ModelEntry, key: KeyContext, body: dict) -> Route:
 # 4 -----------------------------------------------------------------------------------------------
 def build_request(endpoint: Endpoint, inbound: Inbound, model: ModelEntry, accounts: Route) -> Outbound:
     """The provider's body for this (client dialect, provider dialect) pair, and the bound of
-    what the provider can bill for it (which may cap server tool uses in the body)."""
+    what the provider can bill for it (which may cap server tool uses in the body).
+
+    A Responses request on a Claude model first has its stored conversation resolved
+    (``previous_response_id``, ``item_reference``: responses_store.py), so the provider's body
+    and the bound cover the whole conversation."""
     adaptor = DIALECTS[(endpoint.dialect, accounts.dialect)]
-    call = new_call(endpoint.dialect, inbound.body, inbound.raw, model, inbound.stream, g.request_id)
+    keep = None
+    if endpoint.dialect == "responses":
+        key = inbound.key
+        turn = responses_store.resolve(inbound.body, inbound.raw, key.user_id, accounts.dialect)
+        inbound = replace(inbound, body=turn.body, raw=turn.raw)
+        keep = responses_store.keeper(current_app._get_current_object(),  # type: ignore[attr-defined]
+                                      key.user_id, key.key_id, model.id, accounts.dialect, turn)
+    call = new_call(endpoint.dialect, inbound.body, inbound.raw, model, inbound.stream, g.request_id, keep)
     body, same = adaptor.request(call)
     payload = same if same is not None else dumps(body)
     bound = bounds.BY_PATH[adaptor.path](body, max(len(inbound.raw), len(payload)), model)
@@ -251,6 +263,8 @@ def relay(admitted: Admitted, outbound: Outbound, accounts: Route) -> Response:
         account, reply, head, tried = call_upstream(accounts, adaptor.path, outbound.payload, call.stream,
                                                     admitted.request_id)
         admitted = replace(admitted, account=account, attempts=tried)
+        if call.keep is not None:
+            call.keep.upstream = account.name
         if call.stream:
             events = relay_stream(app, admitted, reply, head, adaptor.meter(call), adaptor.stream(call))
             response = Response(events, mimetype="text/event-stream", headers=SSE_HEADERS)

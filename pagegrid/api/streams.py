@@ -33,18 +33,26 @@ def responses_error(err: GatewayError, sequence_number: int = 0) -> bytes:
                    "sequence_number": sequence_number}, "error")
 
 
+# Sees every event of the client's dialect as it goes out (the final response is stored).
+Watch = Callable[[JSON], None]
+
+
 class Passthrough:
     """The provider already speaks the client's dialect: relay its events byte for byte."""
 
-    def __init__(self, error: ErrorRenderer, hide: Callable[[dict], bool] | None = None) -> None:
+    def __init__(self, error: ErrorRenderer, hide: Callable[[dict], bool] | None = None,
+                 watch: Watch | None = None) -> None:
         self._error = error
         self._hide = hide
+        self._watch = watch
         self._sequence = -1
 
     def event(self, event: SSEEvent, data: dict | None) -> bytes:
         """Relay one event, unless it is one the client did not ask for."""
         if data is not None:
             self._sequence = data.get("sequence_number", self._sequence)
+            if self._watch is not None:
+                self._watch(data)
             if self._hide is not None and self._hide(data):
                 return b""
         return event.raw
@@ -62,17 +70,22 @@ class Translated:
     """Feed each provider event to a translator and frame what it returns."""
 
     def __init__(self, translator, frame: Callable[[Any], bytes],  # noqa: ANN001 - any *Stream
-                 error: ErrorRenderer, done: bytes = b"") -> None:
+                 error: ErrorRenderer, done: bytes = b"", watch: Watch | None = None) -> None:
         self._translator = translator
         self._frame = frame
         self._error = error
         self._done = done
+        self._watch = watch
 
     def event(self, event: SSEEvent, data: dict | None) -> bytes:
         """Translate one provider event (``[DONE]`` and comments translate to nothing)."""
         if data is None:
             return b""
-        return b"".join(self._frame(item) for item in self._translator.feed(data))
+        items = self._translator.feed(data)
+        if self._watch is not None:
+            for item in items:
+                self._watch(item)
+        return b"".join(self._frame(item) for item in items)
 
     def end(self) -> bytes:
         """What the translator still owes, then the dialect's end marker."""

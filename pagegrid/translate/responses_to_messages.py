@@ -11,6 +11,8 @@ Input items:
     reasoning                   Claude thinking that PageGrid handed out in ``encrypted_content`` goes
                                 back as its signed thinking block; any other reasoning is dropped
     additional_tools            its tools join ``tools``
+    item_reference              resolved to the stored item it names before translation
+                                (responses_store.py), as ``previous_response_id`` is to its conversation
 
 Other item and content part types are rejected. Keys inside items and parts beyond the mapped ones
 are bookkeeping and are ignored: ``id``, ``status``, ``phase``, ``namespace``, ``caller``, output
@@ -44,8 +46,6 @@ from pagegrid.translate.turns import text_block
 from pagegrid.translate.usage import usage_from_anthropic
 from pagegrid.translate.usage import usage_to_openai_responses
 
-_STORED = "send the full input; PageGrid does not store responses"
-
 RESPONSES_FIELDS: dict[str, str] = {
     "model": "mapped: replaced by the Claude model the catalog routes the request to",
     "input": "mapped: a string is one user message; items become system text, user/assistant turns, "
@@ -66,21 +66,24 @@ RESPONSES_FIELDS: dict[str, str] = {
                  "tokens, max_tokens raised to budget + 1024 if not above it; none/minimal/absent -> no "
                  "thinking; summary and context accepted (thinking is always returned as the summary)",
     "stream": "passed",
-    "store": "ignored: PageGrid never stores responses",
+    "store": "mapped: unset or true keeps the completed response and its input items for "
+             "previous_response_id, item_reference and GET /v1/responses/{id} "
+             "(PAGEGRID_RESPONSES_RETENTION_DAYS); false stores nothing",
     "include": "ignored: reasoning items always carry encrypted_content (Claude's signed thinking, for "
                "the next request); logprobs and other extras are not available",
     "prompt_cache_key": "ignored: Anthropic caches at explicit breakpoints, not by key",
     "client_metadata": "ignored: client telemetry (Codex)",
-    "metadata": "ignored: PageGrid keeps no response objects to tag",
+    "metadata": "mapped: kept on the stored response (not sent to Claude)",
     "user": "ignored: an end-user id for OpenAI's abuse monitoring",
     "safety_identifier": "ignored: an end-user id for OpenAI's abuse monitoring",
     "service_tier": "ignored: Claude requests run on Anthropic's standard tier",
     "truncation": "ignored when \"disabled\" or \"auto\": input is never truncated; too long an input fails",
     "text": "ignored when format is text (verbosity ignored too); json_schema and json_object rejected: "
             "structured output is not translated",
-    "background": "rejected when true: background responses must be stored; false is ignored",
-    "previous_response_id": f"rejected: {_STORED}",
-    "conversation": f"rejected: {_STORED}",
+    "background": "rejected when true: background responses are not available; false is ignored",
+    "previous_response_id": "mapped: the stored conversation (each earlier turn's input and output, in "
+                            "order) goes before the input; instructions and tools are not carried over",
+    "conversation": "rejected: OpenAI's Conversations API is not available; use previous_response_id",
     "prompt": "rejected: stored prompt templates live at OpenAI",
     "top_logprobs": "rejected: Claude returns no log probabilities",
     "max_tool_calls": "rejected: it limits OpenAI's built-in tools, which Claude cannot run",
@@ -91,7 +94,7 @@ RESPONSES_FIELDS: dict[str, str] = {
     "moderation": "rejected: OpenAI moderation is not available",
     "image": "rejected: OpenAI image context compression is not available",
     "access_programs": "rejected: OpenAI access programs do not apply",
-    "background_options": "rejected: background responses must be stored",
+    "background_options": "rejected: background responses are not available",
 }
 
 DROPPED_TOOL_TYPES = frozenset({
@@ -229,8 +232,8 @@ def _arguments(value: object) -> str:
 def _check_options(fields: dict) -> None:
     """Check the scalar options: their types, their ranges, and values Claude has no equivalent for."""
     if fields.get("background") not in (None, False):
-        raise InvalidRequest("'background' responses are not supported: they must be stored, and PageGrid "
-                             "does not store responses.", param="background")
+        raise InvalidRequest("'background' responses are not supported for Claude models.",
+                             param="background")
     if fields.get("truncation") not in (None, "disabled", "auto"):
         raise InvalidRequest("'truncation' must be \"disabled\" or \"auto\".", param="truncation")
     for name, why in (("temperature", ": Claude models accept 0-1, not OpenAI's 0-2"), ("top_p", "")):

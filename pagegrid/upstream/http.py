@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from collections.abc import Mapping
 
@@ -59,15 +60,23 @@ def _chunks(response: requests.Response) -> Iterator[bytes]:
 def get_json(url: str, headers: Mapping[str, str], params: Mapping[str, str] | None = None, *,
              connect_timeout: float, read_timeout: float) -> tuple[int, dict | None]:
     """GET a small JSON document (a model list): its status and body (None if not a JSON object)."""
+    status, content = fetch("GET", url, headers, params, connect_timeout=connect_timeout,
+                            read_timeout=read_timeout)
     try:
-        response = _session.get(url, headers=dict(headers), params=dict(params or {}),
-                                timeout=(connect_timeout, read_timeout))
+        body = json.loads(content)
+    except ValueError:
+        body = None
+    return status, body if isinstance(body, dict) else None
+
+
+def fetch(method: str, url: str, headers: Mapping[str, str], params: Mapping[str, str] | None = None, *,
+          connect_timeout: float, read_timeout: float) -> tuple[int, bytes]:
+    """A small non-streaming request (GET or DELETE of a stored object): its status and body."""
+    try:
+        response = _session.request(method, url, headers=dict(headers), params=dict(params or {}),
+                                    timeout=(connect_timeout, read_timeout))
     except requests.exceptions.Timeout:
         raise UpstreamTimeout("The upstream provider did not answer in time.") from None
     except requests.exceptions.RequestException:
         raise UpstreamError("Could not reach the upstream provider.") from None
-    try:
-        body = response.json()
-    except ValueError:
-        body = None
-    return response.status_code, body if isinstance(body, dict) else None
+    return response.status_code, response.content

@@ -8,6 +8,7 @@ from werkzeug.datastructures import Headers
 
 from pagegrid.upstream.base import UpstreamReply
 from pagegrid.upstream.base import UpstreamTarget
+from pagegrid.upstream.http import fetch
 from pagegrid.upstream.http import post
 
 
@@ -30,3 +31,11 @@ class OpenAIAdapter:
             out["authorization"] = f"Bearer {self.target.api_key}"
         return post(self.target.base_url + path, body, out,
                     connect_timeout=self.connect_timeout, read_timeout=self.read_timeout)
+
+    def fetch(self, method: str, path: str, params: Mapping[str, str]) -> tuple[int, bytes]:
+        """GET or DELETE a stored object (``/v1/responses/{id}``) with our key: status and body."""
+        out = {"accept": "application/json"}
+        if self.target.api_key:
+            out["authorization"] = f"Bearer {self.target.api_key}"
+        return fetch(method, self.target.base_url + path, out, params,
+                     connect_timeout=self.connect_timeout, read_timeout=self.read_timeout)
