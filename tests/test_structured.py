@@ -4,10 +4,14 @@ forced tool on older ones, the answer parsed into the client's Pydantic model ei
 
 from __future__ import annotations
 
+import enum
 import json
+from datetime import date
 
+import anthropic
 import openai
 import pytest
+from openai.lib._pydantic import to_strict_json_schema
 from pydantic import BaseModel
 from pydantic import Field
 
@@ -16,6 +20,8 @@ from pagegrid.bounds import OVERHEAD_TOKENS
 from pagegrid.catalog import catalog
 from pagegrid.catalog_sync import new_model
 from pagegrid.extensions import db
+from pagegrid.translate.json_schema import UnsupportedSchema
+from pagegrid.translate.json_schema import anthropic_output_schema
 from pagegrid.translate.structured import TOOL_DESCRIPTION
 from pagegrid.translate.structured import native_structured_outputs
 from tests.fake_upstream import message
@@ -39,7 +45,7 @@ class Person(BaseModel):
 PERSON_NATIVE = {
     "type": "object", "title": "Person", "additionalProperties": False, "required": ["name", "age", "tags"],
     "properties": {"name": {"type": "string", "title": "Name"},
-                   "age": {"type": "integer", "title": "Age", "description": '{"minimum": 0}'},
+                   "age": {"type": "integer", "title": "Age", "description": "{minimum: 0}"},
                    "tags": {"type": "array", "title": "Tags", "items": {"type": "string"}}}}
 PERSON_TOOL_SCHEMA = {
     "type": "object", "title": "Person", "additionalProperties": False, "required": ["name", "age", "tags"],
@@ -85,6 +91,55 @@ def test_only_the_older_claude_models_of_the_price_list_get_the_forced_tool() ->
     older = {m.id for m in claude if not native_structured_outputs(m.id)}
     assert older == {"claude-opus-4-1-20250805", "claude-opus-4-20250514", "claude-sonnet-4-20250514",
                      "claude-3-5-haiku-20241022", "claude-3-haiku-20240307"}
+
+
+class Color(enum.StrEnum):
+    RED = "red"
+    BLUE = "blue"
+
+
+class Pet(BaseModel):
+    kind: Color
+    name: str | None = Field(description="Its name, if it has one")
+    born: date
+    weight_kg: float = Field(gt=0, le=500)
+
+
+class Owner(BaseModel):
+    pets: list[Pet] = Field(min_length=1, max_length=3)
+    favourite: Pet | None
+    mood: str = Field(pattern="^(happy|sad)$")
+    nicknames: list[str] = Field(min_length=2)
+
+
+@pytest.mark.parametrize("model", [Person, Pet, Owner])
+def test_schemas_are_adapted_as_anthropics_own_sdk_adapts_them(model: type[BaseModel]) -> None:
+    """The schema the openai SDK sends for a Pydantic model reaches Claude as the anthropic SDK's
+    transform_schema would send it."""
+    schema = to_strict_json_schema(model)
+    assert anthropic_output_schema(schema) == anthropic.transform_schema(schema)
+
+
+@pytest.mark.parametrize("schema, keyword, where", [
+    ({"type": "object", "properties": {"a": {"type": "object", "additionalProperties": {"type": "string"}}}},
+     "additionalProperties", "#/properties/a"),
+    ({"type": "object"}, "additionalProperties", "#"),
+    ({"type": "object", "properties": {}, "additionalProperties": False, "not": {"required": ["a"]}},
+     "not", "#"),
+    ({"type": "object", "properties": {"a": {"if": {"type": "string"}}}}, "if", "#/properties/a"),
+    ({"type": "array", "items": [{"type": "string"}]}, "items", "#"),
+    ({"enum": [{"a": 1}]}, "enum", "#"),
+    ({"$ref": "https://example.com/schema.json"}, "$ref", "#"),
+    ({"type": "object", "properties": {"next": {"$ref": "#"}}}, "$ref", "#"),
+    ({"$defs": {"Node": {"type": "object", "properties": {"kids": {"type": "array",
+                                                                   "items": {"$ref": "#/$defs/Node"}}}}},
+      "$ref": "#/$defs/Node"}, "$ref", "#/$defs/Node"),
+    ({"description": "no type"}, "type", "#"),
+    ({"type": "strng"}, "type", "#")])
+def test_what_claude_cannot_enforce_is_named(schema: dict, keyword: str, where: str) -> None:
+    with pytest.raises(UnsupportedSchema) as info:
+        anthropic_output_schema(schema)
+    assert (info.value.keyword, info.value.where) == (keyword, where)
 
 
 def test_chat_parse_on_a_current_model_uses_output_config(openai_sdk, funded, wallets, fake_upstream):

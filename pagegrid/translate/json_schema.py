@@ -3,18 +3,17 @@
 Anthropic's JSON outputs (``output_config.format``) compile the schema into a grammar and take a
 subset of JSON Schema (https://platform.claude.com/docs/en/build-with-claude/structured-outputs,
 "JSON Schema limitations"): every object closed with ``additionalProperties: false``; no numeric,
-length or array-size constraints beyond ``minItems`` 0 or 1; only some string formats; no recursive
-or external ``$ref``; enums and consts of primitives. ``anthropic_output_schema`` makes the same
-changes Anthropic's own SDKs make (``transform_schema`` in anthropic-sdk-python): a typed object is
-closed, ``oneOf`` becomes ``anyOf``, and the constraints the grammar cannot enforce move into the
-``description`` so the model still reads them. What cannot be changed without changing the meaning
-(an open object, ``patternProperties``, ``not``, conditionals, recursion, ...) raises
-``UnsupportedSchema`` naming the keyword and where it is.
+length or array-size constraints beyond ``minItems`` 0 or 1; only some string formats and regular
+expression features; no recursive or external ``$ref``; enums and consts of primitives.
+``anthropic_output_schema`` makes the changes Anthropic's own SDKs make (``transform_schema`` in
+anthropic-sdk-python): a typed object is closed, ``oneOf`` becomes ``anyOf``, a ``$ref`` stands
+alone, an enum or const carries no ``type``, and the constraints the grammar cannot enforce (or, like
+a pattern, not always) move into the ``description`` so the model still reads them.
+What cannot be changed without changing the meaning (an open object, ``patternProperties``, ``not``,
+conditionals, recursion, ...) raises ``UnsupportedSchema`` naming the keyword and where it is.
 """
 
 from __future__ import annotations
-
-import json
 
 from pagegrid.json_types import JSON
 from pagegrid.translate.fields import is_int
@@ -25,11 +24,11 @@ _TYPES = frozenset({"object", "array", "string", "integer", "number", "boolean",
 # Kept as they are (each checked below where it has limits).
 _KEPT = frozenset({"type", "properties", "required", "additionalProperties", "items", "enum", "const",
                    "anyOf", "oneOf", "allOf", "$ref", "$defs", "definitions", "description", "title",
-                   "format", "pattern", "minItems"})
+                   "format", "minItems"})
 # Constraints and annotations the grammar cannot enforce: moved into the description.
-_DESCRIBED = frozenset({"minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "multipleOf",
-                        "minLength", "maxLength", "maxItems", "uniqueItems", "minProperties", "maxProperties",
-                        "default", "examples", "contentEncoding", "contentMediaType"})
+_DESCRIBED = frozenset({"pattern", "minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum",
+                        "multipleOf", "minLength", "maxLength", "maxItems", "uniqueItems", "minProperties",
+                        "maxProperties", "default", "examples", "contentEncoding", "contentMediaType"})
 # Bookkeeping with no effect on the output.
 _DROPPED = frozenset({"$schema", "$id", "$comment", "deprecated", "readOnly", "writeOnly"})
 _SUBSCHEMA_LISTS = ("anyOf", "oneOf", "allOf")
@@ -73,13 +72,20 @@ def _schema(schema: object, where: str) -> dict:
             raise UnsupportedSchema(key, where, "is not supported by Claude's structured outputs")
         else:
             _keyword(out, described, key, value, where)
-    if _is_object(schema):
+    if "$ref" in out:  # a reference stands alone (its definitions stay beside it)
+        return {key: out[key] for key in ("$ref", "$defs", "definitions") if key in out}
+    if "enum" in out or "const" in out:  # the literals say the type, as Anthropic's SDKs send them
+        out.pop("type", None)
+    elif _is_object(schema):
         _close_object(schema, out, where)
     if not ({"type", "enum", "const", "$ref"} | set(_SUBSCHEMA_LISTS)) & set(out):
         raise UnsupportedSchema("type", where, "is missing: every schema needs a type, enum, const, $ref "
                                                "or anyOf")
-    if described:
-        note = json.dumps(described, ensure_ascii=False, separators=(", ", ": "))
+    if described:  # written as Anthropic's SDKs write it, format and minItems last
+        for key in ("format", "minItems"):
+            if key in described:
+                described[key] = described.pop(key)
+        note = "{" + ", ".join(f"{key}: {value}" for key, value in described.items()) + "}"
         out["description"] = f"{out['description']}\n\n{note}" if out.get("description") else note
     return out
 
@@ -139,7 +145,7 @@ def _keyword(out: JSON, described: JSON, key: str, value: object, where: str) ->
             raise UnsupportedSchema(key, where, "must be false: Claude's structured outputs take closed "
                                                 "objects only (a map of free keys cannot be expressed)")
         out[key] = False
-    else:  # description, title, pattern
+    else:  # description, title
         _check(isinstance(value, str), key, where, "must be a string")
         out[key] = value
 
@@ -157,6 +163,7 @@ def _is_object(schema: dict) -> bool:
 def _close_object(schema: dict, out: JSON, where: str) -> None:
     """A typed object is closed (``additionalProperties: false``); a free-form one cannot be."""
     if "additionalProperties" in out:
+        out.setdefault("properties", {})
         return
     if not isinstance(schema.get("properties"), dict):
         raise UnsupportedSchema("additionalProperties", where, "must be false, with the object's "
