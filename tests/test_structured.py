@@ -20,6 +20,7 @@ from pagegrid.bounds import OVERHEAD_TOKENS
 from pagegrid.catalog import catalog
 from pagegrid.catalog_sync import new_model
 from pagegrid.extensions import db
+from pagegrid.pool import pool
 from pagegrid.translate.json_schema import UnsupportedSchema
 from pagegrid.translate.json_schema import anthropic_output_schema
 from pagegrid.translate.structured import TOOL_DESCRIPTION
@@ -358,3 +359,22 @@ def test_a_cut_answer_is_length_not_a_parse(openai_sdk, funded, fake_upstream, o
         with openai_sdk(key).chat.completions.stream(model=older_claude, messages=ASK,
                                                      response_format=Person) as s:
             s.get_final_completion()
+
+
+def test_the_demo_upstream_answers_in_the_format_too(app, openai_sdk, funded, wallets, fake_upstream,
+                                                     older_claude):
+    app.config["PAGEGRID_ANTHROPIC_KEY"] = None
+    pool(app).forget()
+    user_id, key = funded
+    client = openai_sdk(key)
+    made_up = Person(name="demo", age=0, tags=["demo"])
+
+    assert client.chat.completions.parse(model=CURRENT, messages=ASK, response_format=Person) \
+        .choices[0].message.parsed == made_up
+    with client.chat.completions.stream(model=older_claude, messages=ASK, response_format=Person) as s:
+        assert s.get_final_completion().choices[0].message.parsed == made_up
+    with client.responses.stream(model=older_claude, input="Ada?", text_format=Person) as s:
+        assert s.get_final_response().output_parsed == made_up
+    assert fake_upstream.requests == []
+    assert [c.status for c in wallets.charges(user_id)] == ["complete"] * 3
+    wallets.assert_consistent(user_id)
