@@ -45,8 +45,11 @@ class UnsupportedSchema(Exception):
 
 def anthropic_output_schema(schema: dict) -> dict:
     """``schema`` in the form ``output_config.format.schema`` takes; UnsupportedSchema if impossible."""
-    definitions = {f"#/{section}/{name}": value for section in ("$defs", "definitions")
-                   for name, value in (schema.get(section) or {}).items()} if isinstance(schema, dict) else {}
+    definitions: dict[str, object] = {}
+    for section in ("$defs", "definitions"):
+        found = schema.get(section) if isinstance(schema, dict) else None
+        if isinstance(found, dict):
+            definitions.update({f"#/{section}/{name}": value for name, value in found.items()})
     _refuse_recursion(schema, definitions)
     try:
         return _schema(schema, "#")
