@@ -23,6 +23,8 @@ from pagegrid.extensions import db
 from pagegrid.pool import pool
 from pagegrid.translate.json_schema import UnsupportedSchema
 from pagegrid.translate.json_schema import anthropic_output_schema
+from pagegrid.translate.messages_to_chat_stream import AnthropicToOpenAIChatStream
+from pagegrid.translate.messages_to_responses_stream import AnthropicToOpenAIResponsesStream
 from pagegrid.translate.structured import TOOL_DESCRIPTION
 from pagegrid.translate.structured import native_structured_outputs
 from tests.fake_upstream import message
@@ -378,3 +380,20 @@ def test_the_demo_upstream_answers_in_the_format_too(app, openai_sdk, funded, wa
     assert fake_upstream.requests == []
     assert [c.status for c in wallets.charges(user_id)] == ["complete"] * 3
     wallets.assert_consistent(user_id)
+
+
+def test_an_answer_with_no_fields_streams_as_an_empty_object() -> None:
+    """A forced tool called with no input streams no input_json_delta: the client still gets "{}"."""
+    events = [e for e in stream_events(message(stop_reason="tool_use", content=[
+        {"type": "tool_use", "id": "toolu_1", "name": "Empty", "input": {}}]))
+              if e["type"] != "content_block_delta"]
+    chat = AnthropicToOpenAIChatStream(model="m", completion_id="c", created=1, include_usage=False,
+                                       output_tool="Empty")
+    chunks = [chunk for event in events for chunk in chat.feed(event)] + chat.finish()
+    assert "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks) == "{}"
+    assert chunks[-1]["choices"][0]["finish_reason"] == "stop"
+    responses = AnthropicToOpenAIResponsesStream(model="m", response_id="resp_1", created_at=1,
+                                                 output_tool="Empty")
+    out = [item for event in events for item in responses.feed(event)]
+    assert [e["delta"] for e in out if e["type"] == "response.output_text.delta"] == ["{}"]
+    assert out[-1]["response"]["output"][0]["content"][0]["text"] == "{}"
