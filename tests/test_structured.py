@@ -115,11 +115,18 @@ class Owner(BaseModel):
     nicknames: list[str] = Field(min_length=2)
 
 
-@pytest.mark.parametrize("model", [Person, Pet, Owner])
-def test_schemas_are_adapted_as_anthropics_own_sdk_adapts_them(model: type[BaseModel]) -> None:
-    """The schema the openai SDK sends for a Pydantic model reaches Claude as the anthropic SDK's
-    transform_schema would send it."""
-    schema = to_strict_json_schema(model)
+class Draft(BaseModel):
+    title: str
+    notes: str | None = None
+    owner: Owner | None = None
+
+
+@pytest.mark.parametrize("strict", [True, False])
+@pytest.mark.parametrize("model", [Person, Pet, Owner, Draft])
+def test_schemas_are_adapted_as_anthropics_own_sdk_adapts_them(model: type[BaseModel], strict: bool) -> None:
+    """The schema the openai SDK (strict) or LangChain (Pydantic's own, with defaults and open
+    objects) sends for a model reaches Claude as the anthropic SDK's transform_schema writes it."""
+    schema = to_strict_json_schema(model) if strict else model.model_json_schema()
     assert anthropic_output_schema(schema) == anthropic.transform_schema(schema)
 
 
