@@ -69,6 +69,21 @@ def stream_events(msg: dict) -> list[dict]:
     return events
 
 
+def _json_in_pieces(events: list[dict], size: int = 7) -> list[dict]:
+    """``events`` with each ``input_json_delta`` cut into pieces of ``size`` characters, as Claude
+    streams a tool's input."""
+    out = []
+    for event in events:
+        delta = event.get("delta") or {}
+        if delta.get("type") != "input_json_delta":
+            out.append(event)
+            continue
+        text = delta["partial_json"]
+        out += [{**event, "delta": {**delta, "partial_json": text[i:i + size]}}
+                for i in range(0, len(text), size)]
+    return out
+
+
 def sse(event: dict) -> bytes:
     """One event in SSE framing."""
     return f"event: {event['type']}\ndata: {json.dumps(event)}\n\n".encode()
@@ -124,6 +139,30 @@ class FakeUpstream:
                     yield event if isinstance(event, bytes) else sse(event)
                     time.sleep(delay)
             return Response(body(), mimetype="text/event-stream")
+
+        self._script.append(respond)
+
+    def structured(self, value: dict, **usage: int) -> None:
+        """Answer the next request the way Claude answers a structured-output request: with ``value``
+        as JSON text when it asks for ``output_config.format``, as the input of the forced tool's call
+        when it forces one (``tool_choice`` tool, or ``any``: the last tool), streamed if it streams
+        (the tool's JSON in several ``input_json_delta`` pieces)."""
+
+        def respond(req: Request) -> Response:
+            body = json.loads(req.get_data())
+            choice = body.get("tool_choice") or {}
+            if (body.get("output_config") or {}).get("format"):
+                answer = message(json.dumps(value), model=body["model"], **usage)
+            elif choice.get("type") in ("tool", "any"):
+                name = choice.get("name") or body["tools"][-1]["name"]
+                answer = message(model=body["model"], stop_reason="tool_use", **usage, content=[
+                    {"type": "tool_use", "id": "toolu_answer", "name": name, "input": value}])
+            else:
+                raise AssertionError(f"not a structured-output request: {body}")
+            if not body.get("stream"):
+                return Response(json.dumps(answer), mimetype="application/json")
+            return Response([sse(event) for event in _json_in_pieces(stream_events(answer))],
+                            mimetype="text/event-stream")
 
         self._script.append(respond)
 

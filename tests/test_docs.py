@@ -49,6 +49,8 @@ URL = re.compile(r"https?://[^\s\"'<>\\]+")
 TEXT = "Paris is the capital of France."
 INPUT_TOKENS, OUTPUT_TOKENS, COUNTED_TOKENS = 21, 9, 19
 ERROR_BODY = re.compile(r'"error"\s*:\s*\{|"type"\s*:\s*"error"|^event: error', re.M)
+# What a snippet that parses the answer into a model (``.parse(``) gets, and prints.
+CITY, CITY_PRINTED = {"name": "Paris", "country": "France"}, "name='Paris' country='France'"
 STREAM_END = {"/v1/messages": "message_stop", "/v1/chat/completions": "[DONE]",
               "/v1/responses": "response.completed"}
 
@@ -439,7 +441,10 @@ def test_snippet_runs_against_a_live_gateway(app, client, live_server, fake_upst
         active = [m.id for m in catalog().active()]
     assert call.model is None or model is not None, f"{snippet_id} names {call.model}, which is not active"
     forward = upstream_path(call, model.provider if model else None)
-    if forward:
+    parses = ".parse(" in snippet.code
+    if forward and parses:
+        fake_upstream.structured(CITY, input_tokens=INPUT_TOKENS, output_tokens=OUTPUT_TOKENS)
+    elif forward:
         script(fake_upstream, forward, model.upstream_id, call.stream)
     charged = forward is not None and forward != "/v1/messages/count_tokens"
     before = len(wallets.charges(user_id))
@@ -458,7 +463,7 @@ def test_snippet_runs_against_a_live_gateway(app, client, live_server, fake_upst
         if snippet.language == "bash":
             assert STREAM_END[call.path] in out, out
     else:
-        assert TEXT in out, out
+        assert (CITY_PRINTED if parses else TEXT) in out, out
     if " -i " in snippet.code:
         prefix = "anthropic-ratelimit" if call.path.startswith("/v1/messages") else "x-ratelimit"
         assert f"{prefix}-requests-remaining" in out.lower() and "request-id" in out.lower(), out

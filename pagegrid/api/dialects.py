@@ -44,6 +44,8 @@ from pagegrid.translate.messages_to_chat_stream import AnthropicToOpenAIChatStre
 from pagegrid.translate.messages_to_responses_stream import AnthropicToOpenAIResponsesStream
 from pagegrid.translate.responses_to_messages import anthropic_message_to_openai_response
 from pagegrid.translate.responses_to_messages import openai_responses_request_to_anthropic
+from pagegrid.translate.structured import chat_output_tool
+from pagegrid.translate.structured import responses_output_tool
 from pagegrid.translate.usage import AnthropicUsageMeter
 from pagegrid.translate.usage import OpenAIChatUsageMeter
 from pagegrid.translate.usage import OpenAIResponsesUsageMeter
@@ -234,14 +236,17 @@ def chat_to_messages(call: Call) -> tuple[dict, bytes | None]:
 
 def message_reply_as_chat(call: Call, data: bytes) -> tuple[bytes, Usage]:
     message = json.loads(data)
+    tool = chat_output_tool(call.body, call.model.upstream_id)
     completion = anthropic_message_to_openai_chat(message, model=call.model.id, completion_id=call.answer_id,
-                                                  created=call.created)
+                                                  created=call.created, output_tool=tool)
     return dumps(completion), anthropic_message_usage(message)
 
 
 def messages_stream_as_chat(call: Call) -> StreamPlan:
+    tool = chat_output_tool(call.body, call.model.upstream_id)
     return Translated(AnthropicToOpenAIChatStream(model=call.model.id, completion_id=call.answer_id,
-                                                  created=call.created, include_usage=call.include_usage),
+                                                  created=call.created, include_usage=call.include_usage,
+                                                  output_tool=tool),
                       frame_chat, chat_error, done=DONE)
 
 
@@ -257,17 +262,19 @@ def responses_to_messages(call: Call) -> tuple[dict, bytes | None]:
 
 def message_reply_as_response(call: Call, data: bytes) -> tuple[bytes, Usage]:
     message = json.loads(data)
-    response = anthropic_message_to_openai_response(message, model=call.model.id, response_id=call.answer_id,
-                                                    created_at=call.created)
+    response = anthropic_message_to_openai_response(
+        message, model=call.model.id, response_id=call.answer_id, created_at=call.created,
+        output_tool=responses_output_tool(call.body, call.model.upstream_id))
     if call.keep is not None:
         call.keep(response)
     return dumps(response), anthropic_message_usage(message)
 
 
 def messages_stream_as_responses(call: Call) -> StreamPlan:
-    return Translated(AnthropicToOpenAIResponsesStream(model=call.model.id, response_id=call.answer_id,
-                                                       created_at=call.created),
-                      frame_typed, responses_error, watch=_finals(call.keep))
+    return Translated(AnthropicToOpenAIResponsesStream(
+        model=call.model.id, response_id=call.answer_id, created_at=call.created,
+        output_tool=responses_output_tool(call.body, call.model.upstream_id)),
+        frame_typed, responses_error, watch=_finals(call.keep))
 
 
 # (client dialect, provider dialect) -> how the request travels.

@@ -12,6 +12,9 @@ client choose.
 Reasoning: ``reasoning_effort`` becomes a thinking budget. Anthropic refuses thinking when the request
 answers tool calls of an assistant turn that has no thinking block, and Chat Completions history
 cannot carry thinking blocks, so thinking is left off for those tool-result continuations.
+
+Structured output: ``response_format`` json_schema and json_object go to Claude's structured outputs
+or a forced tool (see ``structured``, whose ``chat_output_tool`` names that tool for the way back).
 """
 
 from __future__ import annotations
@@ -27,6 +30,11 @@ from pagegrid.translate.fields import positive_int
 from pagegrid.translate.fields import present_fields
 from pagegrid.translate.fields import refusal
 from pagegrid.translate.images import openai_image_url_to_anthropic
+from pagegrid.translate.structured import answer_content
+from pagegrid.translate.structured import answer_stop_reason
+from pagegrid.translate.structured import apply_output_plan
+from pagegrid.translate.structured import chat_output_format
+from pagegrid.translate.structured import plan_output
 from pagegrid.translate.thinking import CHAT_THINKING_BUDGETS
 from pagegrid.translate.thinking import NO_THINKING
 from pagegrid.translate.thinking import answers_tool_calls
@@ -63,9 +71,20 @@ CHAT_FIELDS: dict[str, str] = {
     "parallel_tool_calls": "mapped: false sets tool_choice.disable_parallel_tool_use",
     "reasoning_effort": "mapped: low/medium/high/xhigh to thinking budgets of 1024/4096/16384/32768 tokens "
                         "(max_tokens raised above the budget); none/minimal to no thinking; max rejected; "
-                        "left off when the request answers tool calls",
+                        "left off when the request answers tool calls or response_format is answered "
+                        "through a forced tool (Claude refuses thinking with a forced tool)",
     "n": "rejected above 1: Claude models return one choice per request",
-    "response_format": "rejected unless text: Claude models have no JSON mode or json_schema output here",
+    "response_format": "mapped: text adds nothing; json_schema becomes Claude's structured outputs "
+                       "(output_config.format, generally available for Claude 4.5 and later models, "
+                       "platform.claude.com/docs/en/build-with-claude/structured-outputs) with the schema "
+                       "adapted as Anthropic's SDKs do (objects closed with additionalProperties false, "
+                       "oneOf as anyOf, numeric/length constraints and other formats moved into the "
+                       "description); a strict schema Claude cannot enforce (open objects, "
+                       "patternProperties, not, if/then/else, recursive or external $ref, ...) is a 400 "
+                       "naming the keyword; older Claude models, json_object and non-strict schemas the "
+                       "native form cannot take are answered through one forced tool named after the "
+                       "schema (input_schema = the schema, tool_choice tool) whose call comes back as "
+                       "message.content JSON (strict is then best effort)",
     "logprobs": "rejected when true: Claude models do not return log probabilities",
     "top_logprobs": "rejected: Claude models do not return log probabilities",
     "logit_bias": "ignored: Claude models have no token biasing (harmless to leave out)",
@@ -180,14 +199,18 @@ def openai_chat_request_to_anthropic(body: dict, *, upstream_model: str, default
     choice = _chat_tool_choice_to_anthropic(body, bool(tools))
     if choice:
         out["tool_choice"] = choice
+    form = chat_output_format(body)
+    plan = plan_output(form, upstream_model) if form is not None else None
     effort = body.get("reasoning_effort")
     if effort is not None and effort not in (*CHAT_THINKING_BUDGETS, *NO_THINKING):
         raise InvalidRequest("'reasoning_effort' must be none, minimal, low, medium, high or xhigh for "
                              "Claude models.", param="reasoning_effort")
-    if effort in CHAT_THINKING_BUDGETS:
+    if effort in CHAT_THINKING_BUDGETS and (plan is None or plan.tool is None):
         check_thinking_compatible(out, "reasoning_effort")
         if not answers_tool_calls(messages):
             enable_thinking(out, CHAT_THINKING_BUDGETS[effort])
+    if plan is not None:
+        apply_output_plan(out, plan, "response_format")
     if "stream" in body:
         check_bool(body["stream"], "stream")
         out["stream"] = body["stream"]
@@ -197,9 +220,6 @@ def openai_chat_request_to_anthropic(body: dict, *, upstream_model: str, default
 def _refuse_chat_features(body: dict) -> None:
     if body.get("n", 1) != 1:
         raise _refuse("n")
-    if "response_format" in body and (not isinstance(body["response_format"], dict)
-                                      or body["response_format"].get("type") != "text"):
-        raise _refuse("response_format")
     if body.get("logprobs"):
         raise _refuse("logprobs")
     for name in ("top_logprobs", "audio", "prediction", "web_search_options", "moderation"):
@@ -392,10 +412,12 @@ def _chat_tool_choice_to_anthropic(body: dict, has_tools: bool) -> dict | None:
     return with_parallel(result, parallel)
 
 
-def anthropic_message_to_openai_chat(message: dict, *, model: str, completion_id: str, created: int) -> dict:
-    """Translate a Messages response into a ``chat.completion`` object."""
+def anthropic_message_to_openai_chat(message: dict, *, model: str, completion_id: str, created: int,
+                                     output_tool: str | None = None) -> dict:
+    """Translate a Messages response into a ``chat.completion`` object (``output_tool``: the forced
+    tool whose call is the answer's text)."""
     texts, calls = [], []
-    for block in message.get("content") or []:
+    for block in answer_content(message.get("content") or [], output_tool):
         if block.get("type") == "text":
             texts.append(block.get("text") or "")
         elif block.get("type") == "tool_use":
@@ -405,5 +427,6 @@ def anthropic_message_to_openai_chat(message: dict, *, model: str, completion_id
         reply["tool_calls"] = calls
     return {"id": completion_id, "object": "chat.completion", "created": created, "model": model,
             "choices": [{"index": 0, "message": reply, "logprobs": None,
-                         "finish_reason": STOP_REASONS_TO_OPENAI.get(message.get("stop_reason"), "stop")}],
+                         "finish_reason": STOP_REASONS_TO_OPENAI.get(answer_stop_reason(message, output_tool),
+                                                                     "stop")}],
             "usage": usage_to_openai_chat(usage_from_anthropic(message.get("usage")))}

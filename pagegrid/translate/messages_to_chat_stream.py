@@ -27,16 +27,22 @@ class AnthropicToOpenAIChatStream:
     Usage goes on the finish chunk, as the PageGrid docs promise. With ``include_usage`` it goes on
     a separate last chunk with no choices instead, as OpenAI sends it, and not on both: clients that
     add up the usage of every chunk (LangChain does) would otherwise count it twice.
+
+    A call of ``output_tool`` (the forced tool of a structured output, see ``structured``) streams
+    as content: its ``input_json_delta`` pieces are the answer's JSON text.
     """
 
-    def __init__(self, *, model: str, completion_id: str, created: int, include_usage: bool) -> None:
+    def __init__(self, *, model: str, completion_id: str, created: int, include_usage: bool,
+                 output_tool: str | None = None) -> None:
         self.model = model
         self.completion_id = completion_id
         self.created = created
         self.include_usage = include_usage
+        self.output_tool = output_tool
         self._started = False
         self._done = False
         self._tool_calls: dict[int, int] = {}  # Anthropic block index -> OpenAI tool call index
+        self._answers: dict[int, bool] = {}  # block index of an output_tool call -> whether it said anything
         self._usage: dict = {}
         self._stop_reason: str | None = None
 
@@ -62,6 +68,8 @@ class AnthropicToOpenAIChatStream:
             return self._block_start(event.get("index"), event.get("content_block") or {})
         if kind == "content_block_delta":
             return self._block_delta(event.get("index"), event.get("delta") or {})
+        if kind == "content_block_stop" and self._answers.get(event.get("index", -1)) is False:
+            return self._out({"content": "{}"})  # an answer with no fields streams no JSON
         if kind == "message_delta":
             self._stop_reason = (event.get("delta") or {}).get("stop_reason") or self._stop_reason
             # message_delta counts are cumulative: a field it carries replaces the earlier one.
@@ -79,6 +87,9 @@ class AnthropicToOpenAIChatStream:
             return self._out({"content": block["text"]})
         if block.get("type") != "tool_use" or not isinstance(index, int):
             return []
+        if block.get("name") == self.output_tool:
+            self._answers[index] = bool(block.get("input"))
+            return self._out({"content": compact_json(block["input"])} if block.get("input") else {})
         call = self._tool_calls[index] = len(self._tool_calls)
         # Streamed tool input arrives as input_json_delta; a start block only carries it when not streamed.
         arguments = compact_json(block["input"]) if block.get("input") else ""
@@ -89,6 +100,9 @@ class AnthropicToOpenAIChatStream:
         if delta.get("type") == "text_delta" and delta.get("text"):
             return self._out({"content": delta["text"]})
         fragment = delta.get("partial_json") if delta.get("type") == "input_json_delta" else None
+        if fragment and index in self._answers:
+            self._answers[index] = True
+            return self._out({"content": fragment})
         if fragment and index in self._tool_calls:
             call = {"index": self._tool_calls[index], "function": {"arguments": fragment}}
             return self._out({"tool_calls": [call]})
@@ -98,7 +112,9 @@ class AnthropicToOpenAIChatStream:
         chunks = self._out({})
         self._done = True
         usage = usage_to_openai_chat(usage_from_anthropic(self._usage))
-        final = self._chunk({}, STOP_REASONS_TO_OPENAI.get(self._stop_reason, "stop"))
+        answered = self._stop_reason == "tool_use" and self._answers and not self._tool_calls
+        reason = "end_turn" if answered else self._stop_reason
+        final = self._chunk({}, STOP_REASONS_TO_OPENAI.get(reason, "stop"))
         if not self.include_usage:
             return [*chunks, {**final, "usage": usage}]
         return [*chunks, final, {**self._chunk({}), "choices": [], "usage": usage}]

@@ -12,6 +12,9 @@ no text makes none, as in ``anthropic_message_to_openai_response``):
                       reasoning_summary_part.done, output_item.done (signed thinking in encrypted_content)
     redacted_thinking reasoning: output_item.added, output_item.done
 
+A call of ``output_tool`` (the forced tool of a structured output, see ``structured``) is the
+answer's text: a message item whose output_text deltas are its ``input_json_delta`` pieces.
+
 The stream opens with response.created and response.in_progress and ends with exactly one of
 response.completed, response.incomplete (stop_reason max_tokens, model_context_window_exceeded or
 refusal) or response.failed (after an ``error`` event). The final response is built by
@@ -27,6 +30,7 @@ from typing import Any
 from pagegrid.translate.responses_to_messages import anthropic_block_to_openai_item
 from pagegrid.translate.responses_to_messages import anthropic_message_to_openai_response
 from pagegrid.translate.responses_to_messages import openai_item_id
+from pagegrid.translate.tools import compact_json
 
 # ResponseError.code is a closed set in the openai SDK; everything else is a retryable server_error.
 FAILED_CODES: dict[str | None, str] = {"rate_limit_error": "rate_limit_exceeded",
@@ -50,16 +54,19 @@ class _Block:
     item_id: str = ""
     part_open: bool = False
     closed: bool = False
+    answer: bool = False  # a call of the output tool, streamed as text
 
 
 class AnthropicToOpenAIResponsesStream:
     """Feed it Messages API stream events; it returns the Responses API events to send."""
 
-    def __init__(self, *, model: str, response_id: str, created_at: int) -> None:
+    def __init__(self, *, model: str, response_id: str, created_at: int,
+                 output_tool: str | None = None) -> None:
         """Start a stream for the response ``response_id``."""
         self.model = model
         self.response_id = response_id
         self.created_at = created_at
+        self.output_tool = output_tool
         # The next event's number; the caller numbers an error event it adds itself with it.
         self.sequence_number = 0
         self._blocks: dict[Any, _Block] = {}  # by the events' ``index``, as sent
@@ -124,9 +131,12 @@ class AnthropicToOpenAIResponsesStream:
         out = self._start()
         block = event.get("content_block") or {}
         kind = block.get("type") or ""
-        state = _Block(kind, dict(block))
+        answer = kind == "tool_use" and block.get("name") == self.output_tool
+        state = _Block("text", {"type": "text"}, answer=True) if answer else _Block(kind, dict(block))
         self._blocks[event.get("index", len(self._blocks))] = state
-        if kind == "text":
+        if answer:
+            out += self._text(state, compact_json(block["input"]) if block.get("input") else "")
+        elif kind == "text":
             out += self._text(state, block.get("text"))
         elif kind == "tool_use":
             out.append(self._open(state, "fc", {"type": "function_call", "call_id": block.get("id"),
@@ -145,8 +155,10 @@ class AnthropicToOpenAIResponsesStream:
         kind = delta.get("type")
         if state is None or state.closed:
             return []
-        if kind == "text_delta" and state.kind == "text":
+        if kind == "text_delta" and state.kind == "text" and not state.answer:
             return self._text(state, delta.get("text"))
+        if kind == "input_json_delta" and state.answer:
+            return self._text(state, delta.get("partial_json"))
         if kind == "thinking_delta" and state.kind == "thinking":
             return self._thinking(state, delta.get("thinking"))
         if kind == "signature_delta" and state.kind == "thinking":
@@ -195,10 +207,10 @@ class AnthropicToOpenAIResponsesStream:
 
     def _close(self, state: _Block) -> list[dict]:
         """Finish a block: its done events, and the block as it goes into the final response."""
+        out = self._text(state, "{}") if state.answer and not state.pieces else []  # an answer with no fields
         state.closed = True
         text = "".join(state.pieces)
         where = {"item_id": state.item_id, "output_index": state.output_index}
-        out = []
         if state.kind == "text":
             state.block = {"type": "text", "text": text}
             if state.output_index is not None:

@@ -32,6 +32,10 @@ from pagegrid.translate.responses_to_messages_input import listed
 from pagegrid.translate.responses_to_messages_input import openai_responses_input_to_anthropic
 from pagegrid.translate.responses_to_messages_input import required_str
 from pagegrid.translate.responses_to_messages_input import seal_thinking
+from pagegrid.translate.structured import answer_content
+from pagegrid.translate.structured import apply_output_plan
+from pagegrid.translate.structured import plan_output
+from pagegrid.translate.structured import responses_output_format
 from pagegrid.translate.thinking import NO_THINKING
 from pagegrid.translate.thinking import THINKING_BUDGETS
 from pagegrid.translate.thinking import check_thinking_compatible
@@ -78,8 +82,13 @@ RESPONSES_FIELDS: dict[str, str] = {
     "safety_identifier": "ignored: an end-user id for OpenAI's abuse monitoring",
     "service_tier": "ignored: Claude requests run on Anthropic's standard tier",
     "truncation": "ignored when \"disabled\" or \"auto\": input is never truncated; too long an input fails",
-    "text": "ignored when format is text (verbosity ignored too); json_schema and json_object rejected: "
-            "structured output is not translated",
+    "text": "mapped: format json_schema becomes Claude's structured outputs (output_config.format, "
+            "generally available for Claude 4.5 and later, "
+            "platform.claude.com/docs/en/build-with-claude/structured-outputs), the schema adapted as "
+            "Anthropic's SDKs do, a strict schema Claude cannot enforce a 400 naming the keyword; older "
+            "models, json_object and non-strict schemas the native form cannot take are answered through "
+            "one forced tool named after the schema, whose call comes back as a message item's "
+            "output_text (thinking is then left off); format text and verbosity are ignored",
     "background": "rejected when true: background responses are not available; false is ignored",
     "previous_response_id": "mapped: the stored conversation (each earlier turn's input and output, in "
                             "order) goes before the input; instructions and tools are not carried over",
@@ -133,7 +142,13 @@ def openai_responses_request_to_anthropic(body: dict, *, upstream_model: str,
     tools, dropped = _tools(listed(fields.get("tools", []), "tools") + extra_tools, notes)
     tool_choice = _tool_choice(fields.get("tool_choice"), tools, dropped, fields.get("parallel_tool_calls"),
                                notes)
+    form = responses_output_format(fields.get("text"))
+    plan = plan_output(form, upstream_model) if form is not None else None
     budget = _thinking_budget(fields.get("reasoning"))
+    if budget and plan is not None and plan.tool is not None:
+        budget = None
+        notes.append(f"thinking disabled: the answer comes through the forced tool {plan.tool_name}, and "
+                     "Claude refuses thinking with a forced tool")
     messages = anthropic_turns(entries)
     if budget and tool_turn_lacks_thinking(messages):
         budget = None
@@ -152,6 +167,8 @@ def openai_responses_request_to_anthropic(body: dict, *, upstream_model: str,
         request["tools"] = tools
     if tool_choice:
         request["tool_choice"] = tool_choice
+    if plan is not None:
+        apply_output_plan(request, plan, "text.format")
     for name in ("temperature", "top_p", "stream"):
         if name in fields:
             request[name] = fields[name]
@@ -163,14 +180,15 @@ def openai_responses_request_to_anthropic(body: dict, *, upstream_model: str,
     return request, notes
 
 
-def anthropic_message_to_openai_response(message: dict, *, model: str, response_id: str,
-                                         created_at: int) -> dict:
-    """A Messages API message as a Responses API ``response`` object.
+def anthropic_message_to_openai_response(message: dict, *, model: str, response_id: str, created_at: int,
+                                         output_tool: str | None = None) -> dict:
+    """A Messages API message as a Responses API ``response`` object (``output_tool``: the forced
+    tool whose call is the answer's text).
 
     A ``tool_use`` block's ``input`` may also be the JSON text as it streamed, which is kept verbatim.
     """
     output: list[dict] = []
-    for block in message.get("content") or ():
+    for block in answer_content(list(message.get("content") or ()), output_tool):
         item = anthropic_block_to_openai_item(block, response_id=response_id, output_index=len(output))
         if item is not None:
             output.append(item)
@@ -245,10 +263,6 @@ def _check_options(fields: dict) -> None:
     text = fields.get("text", {})
     if not isinstance(text, dict) or set(text) - {"format", "verbosity"}:
         raise InvalidRequest("'text' supports only 'format' and 'verbosity'.", param="text")
-    form = text.get("format")
-    if form is not None and (not isinstance(form, dict) or form.get("type") != "text"):
-        raise InvalidRequest("Structured output ('text.format' json_schema or json_object) is not supported "
-                             "for Claude models.", param="text.format")
     if text.get("verbosity") not in (None, "low", "medium", "high"):
         raise InvalidRequest("'text.verbosity' must be low, medium or high.", param="text.verbosity")
 

@@ -12,8 +12,10 @@ import json
 import secrets
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from collections.abc import Mapping
+from typing import TypeGuard
 
 from werkzeug.datastructures import Headers
 
@@ -99,6 +101,75 @@ def _reply_words(body: dict) -> tuple[list[str], str]:
     return kept, "end_turn"
 
 
+def _text_reply(body: dict) -> tuple[dict, list[str], str]:
+    words, stop_reason = _reply_words(body)
+    return {"type": "text", "text": "".join(words)}, words, stop_reason
+
+
+_SAMPLE_STRINGS = {"date-time": "2026-01-01T00:00:00Z", "date": "2026-01-01", "time": "00:00:00",
+                   "email": "demo@example.com", "uri": "https://example.com/", "uuid": str(uuid.UUID(int=0))}
+
+
+def _sample(schema: object, root: dict, depth: int = 0) -> object:
+    """A made-up value that fits ``schema`` (the demo's structured answer)."""
+    if not isinstance(schema, dict) or depth > 12:
+        return None
+    ref = schema.get("$ref")
+    if isinstance(ref, str) and ref.startswith("#/"):
+        target: object = root
+        for part in ref[2:].split("/"):
+            target = target.get(part) if isinstance(target, dict) else None
+        return _sample(target, root, depth + 1)
+    if "const" in schema:
+        return schema["const"]
+    if isinstance(schema.get("enum"), list) and schema["enum"]:
+        return schema["enum"][0]
+    for key in ("anyOf", "oneOf", "allOf"):
+        if isinstance(schema.get(key), list) and schema[key]:
+            return _sample(schema[key][0], root, depth + 1)
+    kind = schema.get("type")
+    kind = next((k for k in kind if k != "null"), "null") if isinstance(kind, list) else kind
+    if kind == "object":
+        properties = _object(schema.get("properties"))
+        return {name: _sample(sub, root, depth + 1) for name, sub in properties.items()}
+    if kind == "array":
+        return [_sample(schema.get("items"), root, depth + 1)]
+    if kind in ("integer", "number"):
+        low, above = schema.get("minimum"), schema.get("exclusiveMinimum")
+        return low if _number(low) else above + 1 if _number(above) else 0
+    if kind == "string":
+        return _SAMPLE_STRINGS.get(str(schema.get("format")), "demo")
+    return False if kind == "boolean" else None
+
+
+def _number(value: object) -> TypeGuard[int | float]:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _object(value: object) -> dict:
+    return value if isinstance(value, dict) else {}
+
+
+def _structured_reply(body: dict) -> tuple[dict, list[str], str] | None:
+    """For a structured-output request (``output_config.format`` or a forced tool): made-up JSON
+    that fits its schema, so the clients' parse() works against the demo too."""
+    native = _object(_object(_object(body.get("output_config")).get("format")).get("schema"))
+    if native:
+        text = json.dumps(_sample(native, native))
+        return {"type": "text", "text": text}, [text], "end_turn"
+    choice, tools = _object(body.get("tool_choice")), body.get("tools")
+    if choice.get("type") != "tool" or not isinstance(tools, list):
+        return None
+    tool = next((t for t in tools if isinstance(t, dict) and t.get("name") == choice.get("name")), None)
+    if tool is None:
+        return None
+    schema = _object(tool.get("input_schema"))
+    value = _sample(schema, schema)
+    block = {"type": "tool_use", "id": "toolu_demo_" + secrets.token_hex(8), "name": tool["name"],
+             "input": value if isinstance(value, dict) else {}}
+    return block, [json.dumps(block["input"])], "tool_use"
+
+
 class DemoAdapter:
     """Answers ``/v1/messages`` (both modes) and ``/v1/messages/count_tokens`` in-process."""
 
@@ -113,27 +184,30 @@ class DemoAdapter:
         if path.endswith("/count_tokens"):
             return _json_reply({"input_tokens": count_tokens(request)})
         usage = count_input(request)
-        words, stop_reason = _reply_words(request)
+        block, pieces, stop_reason = _structured_reply(request) or _text_reply(request)
         message = {"id": "msg_demo_" + secrets.token_hex(12), "type": "message", "role": "assistant",
                    "model": request.get("model"), "content": [], "stop_reason": None,
                    "stop_sequence": None, "usage": {**usage, "output_tokens": 1}}
-        output_tokens = sum(_tokens(w) for w in words)
+        output_tokens = sum(_tokens(piece) for piece in pieces)
         if not stream:
-            message.update(content=[{"type": "text", "text": "".join(words)}], stop_reason=stop_reason)
+            message.update(content=[block], stop_reason=stop_reason)
             message["usage"]["output_tokens"] = output_tokens
             return _json_reply(message)
         return UpstreamReply(200, {"content-type": "text/event-stream"},
-                             self._events(message, words, stop_reason, output_tokens))
+                             self._events(message, block, pieces, stop_reason, output_tokens))
 
-    def _events(self, message: dict, words: list[str], stop_reason: str,
+    def _events(self, message: dict, block: dict, pieces: list[str], stop_reason: str,
                 output_tokens: int) -> Iterator[bytes]:
         yield encode({"type": "message_start", "message": message}, "message_start")
-        yield encode({"type": "content_block_start", "index": 0,
-                      "content_block": {"type": "text", "text": ""}}, "content_block_start")
-        for word in words:
+        tool = block["type"] == "tool_use"
+        start = {**block, "input": {}} if tool else {"type": "text", "text": ""}
+        yield encode({"type": "content_block_start", "index": 0, "content_block": start},
+                     "content_block_start")
+        for piece in pieces:
             time.sleep(self.delay)
-            yield encode({"type": "content_block_delta", "index": 0,
-                          "delta": {"type": "text_delta", "text": word}}, "content_block_delta")
+            delta = {"type": "input_json_delta", "partial_json": piece} if tool else \
+                {"type": "text_delta", "text": piece}
+            yield encode({"type": "content_block_delta", "index": 0, "delta": delta}, "content_block_delta")
         yield encode({"type": "content_block_stop", "index": 0}, "content_block_stop")
         yield encode({"type": "message_delta",
                       "delta": {"stop_reason": stop_reason, "stop_sequence": None},
