@@ -263,7 +263,7 @@ def admit_budget(key: KeyContext, moment: datetime, hold_nanos: int, overdraft: 
         return
     spent, held = db.session.execute(_BUDGET_STATE, {
         "p_kid": key.key_id, "p_period": period_label(key.budget_period, moment)}).one()
-    spent = spent or 0
+    spent, held = spent or 0, int(held)  # PostgreSQL sums BIGINTs as NUMERIC
     others = held - hold_nanos
     if overdraft == "none":
         refused = spent + held > key.budget_nanos
