@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC
@@ -17,6 +18,7 @@ from pagegrid import clock
 from pagegrid.extensions import db
 from pagegrid.models import ApiKey
 from pagegrid.models import KeyUsage
+from tests.conftest import Browser
 from tests.fake_upstream import json_response
 from tests.fake_upstream import message
 
@@ -217,3 +219,41 @@ def test_create_key_refuses_bad_budgets(runner, wallets, usd, period):
                                  "--budget-period", period])
     assert result.exit_code == 2
     assert "pg-" not in result.output
+
+
+def test_dashboard_sets_and_edits_a_keys_budget(app, browser, wallets, sdk):
+    user_id = wallets.user("5")
+    browser.login(wallets.email(user_id))
+    base = {"name": "budgeted", "rpm": 60, "concurrency": 4, "daily_request_limit": 0,
+            "monthly_token_limit": 0}
+    refused = browser.post("/keys", {**base, "budget_nanos": "-3", "budget_period": "week"},
+                           token_from="/keys")
+    assert refused.status_code == 200 and "A budget is not negative." in refused.get_data(as_text=True)
+    typo = browser.post("/keys", {**base, "budget_nanos": "2.5.1", "budget_period": "week"},
+                        token_from="/keys")
+    assert "at most 9 decimals" in typo.get_data(as_text=True)
+    made = browser.post("/keys", {**base, "budget_nanos": "2.5", "budget_period": "week"}, token_from="/keys",
+                        follow_redirects=True)
+    secret = re.search(r"(pg-[0-9a-f]{64})", made.get_data(as_text=True)).group(1)
+    assert "$2.50</span> / week" in made.get_data(as_text=True)
+    info = sdk(secret).get("/v1/key", cast_to=object)
+    assert info["budget"]["limit"] == {"nanos": 2_500_000_000, "usd": "2.500000000"}
+    assert info["budget"]["period"] == "week"
+
+    key_id = wallets_key_id(app, user_id)
+    form = browser.get(f"/keys/{key_id}/edit").get_data(as_text=True)
+    assert 'value="2.5"' in form
+    tiny = {**base, "budget_nanos": "0.000000001", "budget_period": "total"}
+    saved = browser.post(f"/keys/{key_id}/edit", tiny, token_from=f"/keys/{key_id}/edit")
+    assert saved.status_code == 302
+    assert sdk(secret).get("/v1/key", cast_to=object)["budget"]["limit"]["nanos"] == 1
+    removed = browser.post(f"/keys/{key_id}/edit", {**base, "budget_nanos": "0", "budget_period": "total"},
+                           token_from=f"/keys/{key_id}/edit")
+    assert removed.status_code == 302
+    with app.app_context():
+        key = db.session.get(ApiKey, key_id)
+        assert (key.budget_nanos, key.budget_period) == (None, None)
+    # Another user's key is not there to edit.
+    stranger = Browser(app)
+    stranger.login(wallets.email(wallets.user("1")))
+    assert stranger.get(f"/keys/{key_id}/edit").status_code == 404

@@ -166,3 +166,47 @@ def test_multiplier_is_exact():
     assert Multiplier(1, 3).apply(3) == 1 and Multiplier(1, 3).apply(4) == 2
     assert pricegroups.LIST_PRICES.apply(12_345) == 12_345
     assert Multiplier.parse("2.000001").text() == "2.000001"
+
+
+def test_admin_creates_edits_and_assigns_groups(app, browser, wallets, sdk, fake_upstream):
+    admin_id = wallets.user("0", admin=True)
+    customer_id = wallets.user("10")
+    browser.login(wallets.email(admin_id))
+    bad = browser.post("/admin/groups", {"name": "partners", "multiplier": "0"}, token_from="/admin/groups")
+    assert bad.status_code == 200 and "greater than 0" in bad.get_data(as_text=True)
+    made = browser.post("/admin/groups", {"name": "partners", "multiplier": "0.9"},
+                        token_from="/admin/groups")
+    assert made.status_code == 302
+    page = browser.get("/admin/groups").get_data(as_text=True)
+    assert "partners" in page and "×0.9" in page
+    with app.app_context():
+        group = pricegroups.find("partners")
+        group_id = group.id
+    edited = browser.post(f"/admin/groups/{group_id}/edit", {"name": "partners", "multiplier": "0.8"},
+                          token_from=f"/admin/groups/{group_id}/edit")
+    assert edited.status_code == 302
+    assigned = browser.post(f"/admin/users/{customer_id}/price-group", {"group": str(group_id)},
+                            token_from=f"/admin/users/{customer_id}")
+    assert assigned.status_code == 302
+    assert "×0.8" in browser.get(f"/admin/users/{customer_id}").get_data(as_text=True)
+    # Without a CSRF token nothing changes.
+    assert browser.client.post(f"/admin/users/{customer_id}/price-group", data={"group": ""}).status_code \
+        in (302, 400)
+
+    fake_upstream.reply(message(model=HAIKU, input_tokens=10, output_tokens=5))
+    sdk(wallets.key(customer_id)).messages.create(model=HAIKU, max_tokens=20, messages=[
+        {"role": "user", "content": "hi"}])
+    [charge] = wallets.charges(customer_id)
+    assert charge.amount_nanos == -28_000  # 35,000 x 0.8
+    with app.app_context():
+        entries = db.session.scalars(select(AuditEntry).where(AuditEntry.actor != "cli")
+                                     .order_by(AuditEntry.id)).all()
+        assert [e.action for e in entries] == ["price_group.create", "price_group.edit", "user.price_group"]
+        assert all(e.actor == wallets.email(admin_id) for e in entries)
+    wallets.assert_consistent(customer_id)
+
+
+def test_customers_cannot_open_the_group_pages(browser, wallets):
+    customer_id = wallets.user("1")
+    browser.login(wallets.email(customer_id))
+    assert browser.get("/admin/groups").status_code == 403
