@@ -8,8 +8,9 @@ per endpoint is its body validator (body.py) and its row of the dialect table (d
 2. ``resolve_model``  catalog entry by id, alias or provider-prefixed id (404; 403 off the key's list)
 3. ``route``          the upstream accounts to try, in order (pool.py); the demo without accounts
 4. ``build_request``  the provider's body from the dialect table: passthrough or translated
-5. ``admit``          a hold bounding what the provider can bill for *that* body (402), the key's
-                      concurrency and quotas (429), in one transaction — after building, because
+5. ``admit``          a hold bounding what the provider can bill for *that* body, times the user's
+                      price group multiplier (402), the key's concurrency, budget and quotas (429),
+                      in one transaction — after building, because
                       the bound is the built request's
 6. ``relay``          the accounts tried until one answers before the first byte; the answer
                       streamed or converted
