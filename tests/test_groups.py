@@ -6,13 +6,19 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy import update
 
+from pagegrid import billing
+from pagegrid import keys
 from pagegrid import pricegroups
 from pagegrid.catalog import catalog
 from pagegrid.extensions import db
 from pagegrid.models import AuditEntry
 from pagegrid.models import CatalogModel
 from pagegrid.models import User
+from pagegrid.models import utcnow
 from pagegrid.pricegroups import Multiplier
+from pagegrid.settlement import Journal
+from pagegrid.settlement import settlements
+from pagegrid.translate.usage import Usage
 from tests.fake_upstream import chat_completion
 from tests.fake_upstream import message
 
@@ -210,3 +216,24 @@ def test_customers_cannot_open_the_group_pages(browser, wallets):
     customer_id = wallets.user("1")
     browser.login(wallets.email(customer_id))
     assert browser.get("/admin/groups").status_code == 403
+
+
+def test_a_journaled_settlement_keeps_its_multiplier(app, wallets, runner):
+    user_id = wallets.user("1")
+    key = wallets.key(user_id)
+    with app.app_context():
+        key_id = keys.key_context({"x-api-key": key}).key_id
+        model = catalog().resolve(HAIKU)
+        billing.reserve(user_id, "req_grouped", 1_000_000, api_key_id=key_id)
+        db.session.commit()
+    # Admitted at x1.25; the worker died before it could write the charge.
+    charge = billing.Charge(request_id="req_grouped", user_id=user_id, api_key_id=key_id, model=model.id,
+                            usage=Usage(7, 3), price=model.price, status="complete", started_at=utcnow(),
+                            hold_nanos=1_000_000, multiplier=Multiplier(5, 4))
+    journal = Journal(settlements(app).journal.directory)
+    journal.append(charge)
+    journal._file.close()
+    assert runner.invoke(args=["settle-pending"]).exit_code == 0
+    [row] = wallets.charges(user_id)
+    assert row.amount_nanos == -27_500  # (7 x 1,000 + 3 x 5,000) x 1.25
+    wallets.assert_consistent(user_id)
