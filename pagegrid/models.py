@@ -61,7 +61,7 @@ class User(UserMixin, Model):
     totp_secret: Mapped[str | None] = mapped_column(EncryptedText)
     totp_enabled: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     totp_last_step: Mapped[int | None] = mapped_column(BigInteger)
-    # Its price group (groups.py): every charge and hold is the list cost times the group's multiplier.
+    # Its price group (pricegroups.py): every charge and hold is the list cost times the group's multiplier.
     price_group_id: Mapped[int | None] = mapped_column(ForeignKey("price_groups.id"), index=True)
 
     @property

@@ -24,6 +24,8 @@ from pagegrid.models import PriceGroup
 from pagegrid.models import User
 from pagegrid.money import exact_decimal
 
+MULTIPLIER_DECIMALS = 6
+
 
 @dataclass(frozen=True)
 class Multiplier:
@@ -62,10 +64,6 @@ class Multiplier:
         return cls(fraction.numerator, fraction.denominator)
 
 
-
-
-
-MULTIPLIER_DECIMALS = 6
 LIST_PRICES = Multiplier()
 
 

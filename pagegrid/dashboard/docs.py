@@ -151,7 +151,6 @@ def _wallet_example(model: ModelEntry | None, multiplier: Multiplier = LIST_PRIC
             else format_usd(multiplier.apply(list_cost), exact=True)}
 
 
-
 def _mebibytes(size: int | None) -> str:
     if not size:
         return "no fixed limit"
