@@ -33,7 +33,7 @@ from pagegrid.errors import InsufficientBalance
 from pagegrid.errors import RateLimited
 from pagegrid.extensions import db
 from pagegrid.extensions import rowcount
-from pagegrid.limits import count_tokens_used
+from pagegrid.limits import count_settled
 from pagegrid.models import ApiKey
 from pagegrid.models import Hold
 from pagegrid.models import LedgerEntry
@@ -43,6 +43,8 @@ from pagegrid.models import utcnow
 from pagegrid.money import NANOS_PER_CENT
 from pagegrid.money import NANOS_PER_USD
 from pagegrid.money import format_usd
+from pagegrid.pricegroups import LIST_PRICES
+from pagegrid.pricegroups import Multiplier
 from pagegrid.translate.usage import Usage
 
 log = logging.getLogger(__name__)
@@ -203,16 +205,31 @@ class Charge:
     tool_prices: dict[str, int] = field(default_factory=dict)  # nano-USD per server tool use
     upstream: str | None = None  # the account that served it
     attempts: int = 0  # accounts tried (1 unless an earlier one failed before the first byte)
+    multiplier: Multiplier = LIST_PRICES  # the user's price group at admission (its hold used it too)
 
     def tool_detail(self) -> dict[str, dict[str, int]]:
         """Each server tool used: its uses and their fees."""
         return {tool: {"uses": uses, "nanos": uses * self.tool_prices.get(tool, 0)}
                 for tool, uses in sorted(self.usage.server_tools.items()) if uses}
 
-    def cost(self) -> int:
-        """Tokens at the model's prices plus the server tools' fees."""
+    def list_cost(self) -> int:
+        """Tokens at the model's list prices plus the server tools' fees."""
         return (cost_nanos(self.usage, self.price)
                 + sum(item["nanos"] for item in self.tool_detail().values()))
+
+    def cost(self) -> int:
+        """What the user pays: the list cost times their group's multiplier, rounded up once."""
+        return self.multiplier.apply(self.list_cost())
+
+    def detail(self) -> dict | None:
+        """The ledger row's detail: server tool fees, and the multiplier applied (if any)."""
+        detail: dict = {}
+        tools = self.tool_detail()
+        if tools:
+            detail["server_tools"] = tools
+        if not self.multiplier.is_list:
+            detail["price_group"] = {"multiplier": self.multiplier.text(), "list_nanos": self.list_cost()}
+        return detail or None
 
 
 def settle(charge: Charge) -> int | None:
@@ -231,10 +248,9 @@ def settle(charge: Charge) -> int | None:
     usage = charge.usage
     db.session.execute(_CHARGE, {"p_uid": charge.user_id, "p_cost": cost, "p_held": held or 0})
     now = utcnow()
-    count_tokens_used(charge.api_key_id, usage.total_tokens, now)
+    count_settled(charge.api_key_id, usage.total_tokens, cost, now)
     db.session.execute(_TOUCH_KEY, {"p_kid": charge.api_key_id, "p_now": now})
     over_hold = cost > charge.hold_nanos
-    tools = charge.tool_detail()
     db.session.execute(_LEDGER.insert(), {
         "request_id": charge.request_id, "user_id": charge.user_id, "kind": "usage",
         "api_key_id": charge.api_key_id, "model": charge.model,
@@ -244,7 +260,7 @@ def settle(charge: Charge) -> int | None:
         "cache_read_input_tokens": usage.cache_read_input_tokens,
         "amount_nanos": -cost, "status": charge.status, "started_at": charge.started_at,
         "created_at": now, "hold_nanos": charge.hold_nanos, "over_hold": over_hold,
-        "detail": {"server_tools": tools} if tools else None, "upstream": charge.upstream,
+        "detail": charge.detail(), "upstream": charge.upstream,
         "attempts": charge.attempts})
     requestlog.settled(charge, cost, now)  # its request log row, in this same transaction
     try:

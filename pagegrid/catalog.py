@@ -15,8 +15,11 @@ from pagegrid.billing import Price
 from pagegrid.billing import price_per_mtok_to_nanos
 from pagegrid.extensions import db
 from pagegrid.models import CatalogModel
+from pagegrid.money import exact_decimal
 from pagegrid.money import per_mtok_decimal
 from pagegrid.price_rules import seed_price_rules
+from pagegrid.pricegroups import LIST_PRICES
+from pagegrid.pricegroups import Multiplier
 
 # Admin edits reach every worker within this many seconds without a query per request.
 CACHE_SECONDS = 2.0
@@ -142,14 +145,16 @@ def catalog() -> Catalog:
     return current_app.extensions["pagegrid.catalog"]
 
 
-def _price(nanos: int) -> float:
-    # Prices have at most three decimals in $/1M, so the float prints exactly.
-    return float(per_mtok_decimal(nanos))
-
-
-def model_json(model: ModelEntry, upstream: str) -> dict:
-    """One catalog entry with the fields both SDKs read, plus PageGrid's own."""
+def model_json(model: ModelEntry, upstream: str, multiplier: Multiplier = LIST_PRICES) -> dict:
+    """One catalog entry with the fields both SDKs read, plus PageGrid's own; its prices times
+    ``multiplier`` (the price group of the key that asks)."""
     price = model.price
+
+    def _price(nanos: int) -> float:
+        # An exact decimal (list prices have at most three decimals in $/1M, multipliers six),
+        # so the float prints it exactly.
+        return float(per_mtok_decimal(nanos, multiplier.num, multiplier.den))
+
     names = [model.id, *model.aliases]
     return {
         "id": model.id,
@@ -179,6 +184,7 @@ def model_json(model: ModelEntry, upstream: str) -> dict:
             "cache_write_1h": _price(price.cache_write_1h),
             "cache_read": _price(price.cache_read),
             # USD per use of the provider's server-side tools, on top of their tokens.
-            "server_tools": {tool: fee / 10**9 for tool, fee in TOOL_FEES[model.provider].items()},
+            "server_tools": {tool: float(exact_decimal(fee * multiplier.num, 10**9 * multiplier.den))
+                             for tool, fee in TOOL_FEES[model.provider].items()},
         },
     }

@@ -22,6 +22,7 @@ from pagegrid import audit
 from pagegrid import backup
 from pagegrid import billing
 from pagegrid import cli_catalog
+from pagegrid import cli_groups
 from pagegrid import crypto
 from pagegrid import passwords
 from pagegrid import payments
@@ -31,6 +32,7 @@ from pagegrid import sessions
 from pagegrid import twofactor
 from pagegrid.catalog import seed_catalog
 from pagegrid.extensions import db
+from pagegrid.keys import BUDGET_PERIODS
 from pagegrid.keys import create_key
 from pagegrid.keys import update_settings
 from pagegrid.models import ApiKey
@@ -196,17 +198,31 @@ def credit_command(email: str, amount_usd: str, note: str | None) -> None:
               help="Requests in flight at once, streams included (default PAGEGRID_KEY_CONCURRENCY).")
 @click.option("--allow-ips", default="", help="Comma-separated CIDR ranges the key may be used from "
               "(empty = anywhere), e.g. 10.0.0.0/8,2001:db8::/32.")
+@click.option("--budget-usd", default="0", help="Most the key may spend per --budget-period (0 = no budget).")
+@click.option("--budget-period", type=click.Choice(BUDGET_PERIODS), default="month", show_default=True,
+              help="UTC calendar day, ISO week from Monday, calendar month, or all time.")
 def create_key_command(email: str, name: str, rpm: int, daily_limit: int,
                        monthly_token_limit: int, models: str, concurrency: int | None,
-                       allow_ips: str) -> None:
+                       allow_ips: str, budget_usd: str, budget_period: str) -> None:
     """Print a new key, and nothing else, on stdout."""
     allowed = [m.strip() for m in models.split(",") if m.strip()]
     key, secret = create_key(_user(email), name=name, rpm=rpm, daily_request_limit=daily_limit,
                              monthly_token_limit=monthly_token_limit, allowed_models=allowed,
                              concurrency=concurrency or current_app.config["PAGEGRID_KEY_CONCURRENCY"],
-                             allowed_ips=_ip_ranges(allow_ips))
+                             allowed_ips=_ip_ranges(allow_ips), budget_nanos=_budget(budget_usd),
+                             budget_period=budget_period)
     audit.created("key.create", key)
     click.echo(secret)
+
+
+def _budget(text: str) -> int:
+    try:
+        nanos = billing.usd_to_nanos(text)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--budget-usd") from None
+    if nanos < 0:
+        raise click.BadParameter("a budget is not negative", param_hint="--budget-usd")
+    return nanos
 
 
 def _ip_ranges(text: str) -> list[str]:
@@ -226,9 +242,11 @@ def list_keys_command(email: str) -> None:
         status = "revoked" if key.revoked_at else "active"
         models = ",".join(key.allowed_models or []) or "all models"
         ips = ",".join(key.allowed_ips or []) or "any IP"
+        budget = (f"budget={format_usd(key.budget_nanos, exact=True, grouping=False)}/{key.budget_period}"
+                  if key.budget_nanos else "budget=none")
         click.echo(f"{key.id}\t{key.display}\t{key.name or '-'}\t{status}\trpm={key.rpm}\t"
                    f"concurrency={key.concurrency}\tdaily={key.daily_request_limit}\t"
-                   f"monthly_tokens={key.monthly_token_limit}\t{models}\t{ips}")
+                   f"monthly_tokens={key.monthly_token_limit}\t{budget}\t{models}\t{ips}")
 
 
 @click.command("set-key-limits")
@@ -240,9 +258,12 @@ def list_keys_command(email: str) -> None:
 @click.option("--models", help="Comma-separated allow-list; an empty string allows all models.")
 @click.option("--concurrency", type=click.IntRange(min=1))
 @click.option("--allow-ips", help="Comma-separated CIDR ranges; an empty string allows every address.")
+@click.option("--budget-usd", default=None, help="Most the key may spend per period (0 = no budget).")
+@click.option("--budget-period", type=click.Choice(BUDGET_PERIODS), default=None)
 def set_key_limits_command(key_id: int, rpm: int | None, daily_limit: int | None,
                            monthly_token_limit: int | None, models: str | None,
-                           concurrency: int | None, allow_ips: str | None) -> None:
+                           concurrency: int | None, allow_ips: str | None, budget_usd: str | None,
+                           budget_period: str | None) -> None:
     """Change a key's limits without changing the key."""
     key = db.session.get(ApiKey, key_id)
     if key is None:
@@ -252,7 +273,9 @@ def set_key_limits_command(key_id: int, rpm: int | None, daily_limit: int | None
     with audit.change("key.edit", key):
         update_settings(key, rpm=rpm, daily_request_limit=daily_limit,
                         monthly_token_limit=monthly_token_limit, allowed_models=allowed,
-                        concurrency=concurrency, allowed_ips=ips)
+                        concurrency=concurrency, allowed_ips=ips,
+                        budget_nanos=None if budget_usd is None else _budget(budget_usd),
+                        budget_period=budget_period)
     click.echo(f"updated {key.display}")
 
 
@@ -370,6 +393,7 @@ def register(app: Flask) -> None:
         app.cli.add_command(command)
     app.cli.add_command(checkout_command)
     cli_catalog.register(app)  # sync-models, price rules, report-upstreams (issue 11)
+    cli_groups.register(app)  # price groups (issue 14)
 
 
 # -- payments (issue 14): card top-ups through Stripe Checkout ---------------------------------

@@ -136,7 +136,8 @@ class RateLimited(GatewayError):
 
     def __init__(self, message: str, *, limit: str = "rpm", **options) -> None:  # noqa: ANN003
         super().__init__(message, **options)
-        self.limit = limit  # which one: rpm, count_tokens, concurrency, daily_requests, monthly_tokens
+        # Which one: rpm, count_tokens, concurrency, daily_requests, monthly_tokens, budget.
+        self.limit = limit
 
 
 class UpstreamError(GatewayError):

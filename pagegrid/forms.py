@@ -6,6 +6,8 @@ from typing import Any
 
 from flask_wtf import FlaskForm
 from wtforms import IntegerField
+from wtforms import SelectChoice  # type: ignore[attr-defined]  # WTForms 3.3 has it; types-WTForms 3.2 does not yet
+from wtforms import SelectField
 from wtforms import SelectMultipleField
 from wtforms import StringField
 from wtforms.validators import DataRequired
@@ -13,6 +15,10 @@ from wtforms.validators import NumberRange
 from wtforms.validators import Optional
 
 from pagegrid import allowlist
+from pagegrid.billing import usd_to_nanos
+from pagegrid.keys import BUDGET_PERIODS
+from pagegrid.money import NANOS_PER_USD
+from pagegrid.money import exact_decimal
 
 
 class IpRangesField(StringField):
@@ -35,6 +41,29 @@ class IpRangesField(StringField):
             raise
 
 
+class UsdField(StringField):
+    """An exact USD amount (up to 9 decimals) in the form, nano-USD in ``data`` (empty: 0)."""
+
+    data: Any  # nano-USD once parsed, the text as typed while it has an error
+
+    def _value(self) -> str:
+        return exact_decimal(self.data, NANOS_PER_USD) if isinstance(self.data, int) else (self.data or "")
+
+    def process_formdata(self, valuelist: list) -> None:
+        """Parse the amount; a bad or negative one becomes the field's error (never a 500)."""
+        if not valuelist:
+            return
+        text = valuelist[0].strip()
+        try:
+            self.data = usd_to_nanos(text) if text else 0
+        except ValueError:
+            self.data = text
+            raise ValueError("An amount in USD with at most 9 decimals, such as 25 or 0.5.") from None
+        if self.data < 0:
+            self.data = text
+            raise ValueError("A budget is not negative.")
+
+
 class KeyLimitsForm(FlaskForm):
     """Per-key limits and model restrictions (0 = unlimited)."""
 
@@ -49,3 +78,18 @@ class KeyLimitsForm(FlaskForm):
     allowed_models = SelectMultipleField("Allowed models (none selected = all)", choices=[])
     allowed_ips = IpRangesField("Allowed IPs (CIDR ranges; empty = anywhere)",
                                 default=list)  # type: ignore[arg-type]  # the stub wants text
+    # Named like the key's columns, so an edit form fills itself from the key (``obj=key``).
+    budget_nanos = UsdField("Budget (USD)", default=0)  # type: ignore[arg-type]  # nano-USD, not text
+    budget_period = SelectField("Budget per", default="month", choices=[
+        SelectChoice(p, {"day": "UTC day", "week": "week (from Monday, UTC)", "month": "calendar month (UTC)",
+                         "total": "all time"}[p]) for p in BUDGET_PERIODS])
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if not self.budget_period.data:  # a key without a budget: offer the month
+            self.budget_period.data = "month"
+
+    def budget(self) -> dict[str, Any]:
+        """The budget as ``create_key`` / ``update_settings`` take it (0: none)."""
+        return {"budget_nanos": self.budget_nanos.data or 0,
+                "budget_period": self.budget_period.data or "month"}

@@ -21,8 +21,11 @@ from pagegrid.errors import AuthenticationFailed
 from pagegrid.errors import PermissionDenied
 from pagegrid.extensions import db
 from pagegrid.models import ApiKey
+from pagegrid.models import PriceGroup
 from pagegrid.models import User
 from pagegrid.models import utcnow
+from pagegrid.pricegroups import LIST_PRICES
+from pagegrid.pricegroups import Multiplier
 
 KEY_PATTERN = re.compile(r"pg-[0-9a-f]{64}")
 
@@ -40,6 +43,12 @@ class KeyContext:
     concurrency: int = 16
     # Parsed once per distinct list (allowlist.networks); empty: any address.
     allowed_networks: tuple[allowlist.Network, ...] = ()
+    # The user's price group: charges and holds are list costs times this multiplier.
+    multiplier: Multiplier = LIST_PRICES
+    price_group: str | None = None
+    # A spending cap in nano-USD per day | week | month | total (None: no budget).
+    budget_nanos: int | None = None
+    budget_period: str | None = None
 
 
 def _new_secret() -> str:
@@ -54,13 +63,18 @@ def hash_key(secret: str) -> str:
 def create_key(user: User, *, name: str = "", rpm: int = 10, daily_request_limit: int = 0,
                monthly_token_limit: int = 0, allowed_models: list[str] | None = None,
                expires_at: datetime | None = None, concurrency: int = 16,
-               allowed_ips: list[str] | None = None) -> tuple[ApiKey, str]:
-    """Create a key for ``user``; return the row and the secret, which is never stored."""
+               allowed_ips: list[str] | None = None, budget_nanos: int = 0,
+               budget_period: str = "month") -> tuple[ApiKey, str]:
+    """Create a key for ``user``; return the row and the secret, which is never stored.
+
+    ``budget_nanos`` 0 means no budget.
+    """
     secret = _new_secret()
     key = ApiKey(user_id=user.id, name=name, key_hash=hash_key(secret), prefix=secret[:7],
                  last4=secret[-4:], rpm=rpm, daily_request_limit=daily_request_limit,
                  monthly_token_limit=monthly_token_limit, allowed_models=allowed_models or [],
                  expires_at=expires_at, concurrency=concurrency, allowed_ips=allowed_ips or [])
+    _set_budget(key, budget_nanos, budget_period)
     db.session.add(key)
     db.session.commit()
     return key, secret
@@ -69,8 +83,10 @@ def create_key(user: User, *, name: str = "", rpm: int = 10, daily_request_limit
 def update_settings(key: ApiKey, *, rpm: int | None = None, daily_request_limit: int | None = None,
                     monthly_token_limit: int | None = None, allowed_models: list[str] | None = None,
                     expires_at: datetime | None = None, concurrency: int | None = None,
-                    allowed_ips: list[str] | None = None) -> ApiKey:
-    """Change a key's limits and restrictions; the secret stays the same. None keeps a value."""
+                    allowed_ips: list[str] | None = None, budget_nanos: int | None = None,
+                    budget_period: str | None = None) -> ApiKey:
+    """Change a key's limits and restrictions; the secret stays the same. None keeps a value
+    (``budget_nanos`` 0 removes the budget)."""
     if rpm is not None:
         key.rpm = rpm
     if daily_request_limit is not None:
@@ -85,8 +101,24 @@ def update_settings(key: ApiKey, *, rpm: int | None = None, daily_request_limit:
         key.concurrency = concurrency
     if allowed_ips is not None:
         key.allowed_ips = allowed_ips
+    if budget_nanos is not None or budget_period is not None:
+        _set_budget(key, (key.budget_nanos or 0) if budget_nanos is None else budget_nanos,
+                    budget_period or key.budget_period or "month")
     db.session.commit()
     return key
+
+
+def _set_budget(key: ApiKey, budget_nanos: int, period: str) -> None:
+    if period not in BUDGET_PERIODS:
+        raise ValueError(f"a budget period is one of {', '.join(BUDGET_PERIODS)}: {period!r}")
+    if budget_nanos < 0:
+        raise ValueError("a budget is not negative")
+    key.budget_nanos, key.budget_period = (budget_nanos, period) if budget_nanos else (None, None)
+
+
+# The periods a key's dollar budget may cover (UTC calendar day, ISO week from Monday, calendar
+# month, all time); limits.py keeps the counters.
+BUDGET_PERIODS = ("day", "week", "month", "total")
 
 
 def revoke_key(key: ApiKey) -> None:
@@ -116,14 +148,16 @@ def key_from_headers(headers: Mapping[str, str] | Headers) -> str | None:
     return None
 
 
-_KEYS, _USERS = ApiKey.__table__, User.__table__
+_KEYS, _USERS, _GROUPS = ApiKey.__table__, User.__table__, PriceGroup.__table__
 # Built once: plain Core on the tables, the columns the request path needs and nothing else.
 _KEY_LOOKUP = (
     select(_KEYS.c.id, _KEYS.c.user_id, _KEYS.c.key_hash, _KEYS.c.revoked_at, _KEYS.c.expires_at,
            _KEYS.c.rpm, _KEYS.c.concurrency, _KEYS.c.daily_request_limit, _KEYS.c.monthly_token_limit,
-           _KEYS.c.allowed_models, _KEYS.c.allowed_ips, _USERS.c.active.label("user_active"),
-           _USERS.c.max_rpm, _USERS.c.max_concurrency)
+           _KEYS.c.allowed_models, _KEYS.c.allowed_ips, _KEYS.c.budget_nanos, _KEYS.c.budget_period,
+           _USERS.c.active.label("user_active"), _USERS.c.max_rpm, _USERS.c.max_concurrency,
+           _GROUPS.c.name.label("group_name"), _GROUPS.c.multiplier_num, _GROUPS.c.multiplier_den)
     .join(_USERS, _USERS.c.id == _KEYS.c.user_id)
+    .outerjoin(_GROUPS, _GROUPS.c.id == _USERS.c.price_group_id)
     .where(_KEYS.c.key_hash == bindparam("p_hash"))
 )
 
@@ -165,7 +199,11 @@ def key_context(headers: Mapping[str, str] | Headers) -> KeyContext:
                       monthly_token_limit=key.monthly_token_limit,
                       allowed_models=tuple(key.allowed_models or ()),
                       concurrency=_ceiling(key.concurrency, key.max_concurrency),
-                      allowed_networks=allowlist.networks(tuple(key.allowed_ips or ())))
+                      allowed_networks=allowlist.networks(tuple(key.allowed_ips or ())),
+                      multiplier=(Multiplier(key.multiplier_num, key.multiplier_den)
+                                  if key.group_name is not None else LIST_PRICES),
+                      price_group=key.group_name, budget_nanos=key.budget_nanos,
+                      budget_period=key.budget_period)
 
 
 def check_client_ip(context: KeyContext, client_ip: str | None = None) -> None:

@@ -1,9 +1,11 @@
-"""Per-key limits: requests per minute (Flask-Limiter's store), requests per UTC day, tokens per UTC month.
+"""Per-key limits: requests per minute (Flask-Limiter's store), requests per UTC day, tokens per
+UTC month, and a dollar budget per UTC day, ISO week, month or all time.
 
 The RPM window lives in Flask-Limiter's storage: Redis when ``PAGEGRID_REDIS_URL`` is set
-(shared by every worker and instance), else process memory with a single worker. The daily
-and monthly counters live in the database, updated in the same transactions as admission and
-settlement, so they are exact however many processes serve and survive restarts.
+(shared by every worker and instance), else process memory with a single worker. The daily,
+weekly, monthly and all-time counters live in the database (``key_usage``), updated in the same
+transactions as admission and settlement, so they are exact however many processes serve and
+survive restarts.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from limits import RateLimitItemPerSecond
 from limits.storage import MemoryStorage
 from limits.strategies import MovingWindowRateLimiter
 from sqlalchemy import bindparam
+from sqlalchemy import func
 from sqlalchemy import select
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.dialects import sqlite
@@ -30,8 +33,11 @@ from sqlalchemy.dialects import sqlite
 from pagegrid.errors import RateLimited
 from pagegrid.extensions import db
 from pagegrid.extensions import limiter
+from pagegrid.keys import BUDGET_PERIODS
 from pagegrid.keys import KeyContext
+from pagegrid.models import Hold
 from pagegrid.models import KeyUsage
+from pagegrid.money import format_usd
 
 log = logging.getLogger(__name__)
 
@@ -131,6 +137,26 @@ def month_period(moment: datetime) -> str:
     return moment.strftime("%Y-%m")
 
 
+def week_period(moment: datetime) -> str:
+    """The counter period of an ISO week (Monday to Sunday, UTC): ``2026-W49``."""
+    year, week, _ = moment.isocalendar()
+    return f"{year}-W{week:02d}"
+
+
+TOTAL_PERIOD = "total"
+
+
+def period_label(period: str, moment: datetime) -> str:
+    """The ``key_usage`` period that ``moment`` falls in for a budget period."""
+    if period == "day":
+        return day_period(moment)
+    if period == "week":
+        return week_period(moment)
+    if period == "month":
+        return month_period(moment)
+    return TOTAL_PERIOD
+
+
 def _next_day(moment: datetime) -> datetime:
     return (moment + timedelta(days=1)).replace(hour=0, minute=0, second=0, microsecond=0)
 
@@ -138,6 +164,17 @@ def _next_day(moment: datetime) -> datetime:
 def _next_month(moment: datetime) -> datetime:
     first = moment.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
     return (first + timedelta(days=32)).replace(day=1)
+
+
+def period_reset(period: str, moment: datetime) -> datetime | None:
+    """When the period containing ``moment`` ends (None: ``total`` never does)."""
+    if period == "day":
+        return _next_day(moment)
+    if period == "week":
+        return _next_day(moment + timedelta(days=6 - moment.weekday()))
+    if period == "month":
+        return _next_month(moment)
+    return None
 
 
 # Clients sleep for retry-after before retrying (Codex up to five times), so a daily or monthly
@@ -155,9 +192,16 @@ def _quota_refused(message: str, moment: datetime, resets: datetime, limit: str)
                        headers={"x-should-retry": "false"}, limit=limit)
 
 
-_USAGE = KeyUsage.__table__
+_USAGE, _HOLDS = KeyUsage.__table__, Hold.__table__
 _MONTH_TOKENS = select(_USAGE.c.tokens).where(_USAGE.c.api_key_id == bindparam("p_kid"),
                                               _USAGE.c.period == bindparam("p_period"))
+# One statement, so one snapshot: what the key spent in the period and what its open holds
+# (this request's included) keep back.
+_BUDGET_STATE = select(
+    select(_USAGE.c.spent_nanos).where(_USAGE.c.api_key_id == bindparam("p_kid"),
+                                       _USAGE.c.period == bindparam("p_period")).scalar_subquery(),
+    select(func.coalesce(func.sum(_HOLDS.c.amount_nanos), 0))
+    .where(_HOLDS.c.api_key_id == bindparam("p_kid")).scalar_subquery())
 _ROW: dict[str, Any] = {"api_key_id": bindparam("p_kid"), "period": bindparam("p_period")}
 _KEY = [_USAGE.c.api_key_id, _USAGE.c.period]
 
@@ -166,7 +210,8 @@ def _upserts(dialect_name: str) -> dict[str, object]:
     """The counter upserts for one database, built once (see ``_UPSERTS``)."""
     dialect = postgresql if dialect_name == "postgresql" else sqlite
     count = dialect.insert(_USAGE).values(**_ROW, requests=1, tokens=0)
-    add = dialect.insert(_USAGE).values(**_ROW, requests=0, tokens=bindparam("p_tokens"))
+    add = dialect.insert(_USAGE).values(**_ROW, requests=0, tokens=bindparam("p_tokens"),
+                                        spent_nanos=bindparam("p_cost"))
     bump = {"requests": _USAGE.c.requests + 1}
     return {
         "count": count.on_conflict_do_update(index_elements=_KEY, set_=bump)
@@ -174,8 +219,9 @@ def _upserts(dialect_name: str) -> dict[str, object]:
         "count_below": count.on_conflict_do_update(index_elements=_KEY, set_=bump,
                                                    where=_USAGE.c.requests < bindparam("p_limit"))
         .returning(_USAGE.c.requests),
-        "tokens": add.on_conflict_do_update(
-            index_elements=_KEY, set_={"tokens": _USAGE.c.tokens + bindparam("p_tokens")}),
+        "settled": add.on_conflict_do_update(
+            index_elements=_KEY, set_={"tokens": _USAGE.c.tokens + bindparam("p_tokens"),
+                                       "spent_nanos": _USAGE.c.spent_nanos + bindparam("p_cost")}),
     }
 
 
@@ -204,7 +250,56 @@ def admit_request(key: KeyContext, moment: datetime) -> None:
                              moment, _next_day(moment), "daily_requests")
 
 
-def count_tokens_used(api_key_id: int, tokens: int, moment: datetime) -> None:
-    """Add a settled request's tokens to its key's month (no commit)."""
-    db.session.execute(_statement("tokens"), {"p_kid": api_key_id, "p_period": month_period(moment),
-                                              "p_tokens": tokens})
+def admit_budget(key: KeyContext, moment: datetime, hold_nanos: int, overdraft: str) -> None:
+    """Refuse (RateLimited, no commit) a request that the key's budget cannot take.
+
+    Runs after ``billing.reserve`` in the same transaction: the user-row UPDATE there serialises
+    the user's admissions, and this request's hold is already among the key's open holds.
+    ``one-hold`` admits while spent + the other open holds < budget, so the period can end over
+    the budget by less than one hold however many requests run at once; ``none`` only while
+    spent + open holds (this one's included) <= budget, so it never ends over.
+    """
+    if not key.budget_nanos or key.budget_period is None:
+        return
+    spent, held = db.session.execute(_BUDGET_STATE, {
+        "p_kid": key.key_id, "p_period": period_label(key.budget_period, moment)}).one()
+    spent, held = spent or 0, int(held)  # PostgreSQL sums BIGINTs as NUMERIC
+    others = held - hold_nanos
+    if overdraft == "none":
+        refused = spent + held > key.budget_nanos
+    else:
+        refused = spent + others >= key.budget_nanos
+    if not refused:
+        return
+    budget = format_usd(key.budget_nanos, exact=True)
+    span = "in total" if key.budget_period == TOTAL_PERIOD else f"this {key.budget_period} (UTC)"
+    message = (f"Budget reached: this key has spent {format_usd(spent, exact=True)} of its {budget} "
+               f"budget {span}")
+    if others:
+        message += f", and requests still in progress hold {format_usd(others, exact=True)}"
+    if overdraft == "none":
+        message += f"; this request needs up to {format_usd(hold_nanos, exact=True)} held for its worst case"
+    message += "."
+    resets = period_reset(key.budget_period, moment)
+    if resets is None:
+        raise RateLimited(f"{message} An all-time budget never resets: raise or remove it in the "
+                          "dashboard; retrying will not help.", headers={"x-should-retry": "false"},
+                          limit="budget")
+    raise _quota_refused(message, moment, resets, "budget")
+
+
+def count_settled(api_key_id: int, tokens: int, cost_nanos: int, moment: datetime) -> None:
+    """Add a settled request's tokens and cost to its key's day, week, month and all-time
+    counters (no commit)."""
+    db.session.execute(_statement("settled"), [
+        {"p_kid": api_key_id, "p_period": period, "p_tokens": tokens, "p_cost": cost_nanos}
+        for period in (day_period(moment), week_period(moment), month_period(moment), TOTAL_PERIOD)])
+
+
+def usage_in_periods(api_key_id: int, moment: datetime) -> dict[str, KeyUsage | None]:
+    """The key's counters of the periods ``moment`` falls in, by budget period name."""
+    labels = {period: period_label(period, moment) for period in BUDGET_PERIODS}
+    rows = db.session.scalars(select(KeyUsage).where(KeyUsage.api_key_id == api_key_id,
+                                                     KeyUsage.period.in_(labels.values()))).all()
+    by_label = {row.period: row for row in rows}
+    return {period: by_label.get(label) for period, label in labels.items()}

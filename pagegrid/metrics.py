@@ -54,7 +54,7 @@ UPSTREAM_ATTEMPTS = Counter("pagegrid_upstream_attempts",
                             ["account", "outcome"])
 REFUSALS = Counter("pagegrid_limit_refusals",
                    "Requests refused by a limit: rpm, count_tokens, concurrency, daily_requests, "
-                   "monthly_tokens, balance.", ["kind"])
+                   "monthly_tokens, budget, balance.", ["kind"])
 JOURNALED = Counter("pagegrid_settlements_journaled",
                     "Settlements that could not be written at once and went to the journal.")
 RETRIED = Counter("pagegrid_settlements_retried", "Journaled settlements retried, by outcome.",

@@ -61,6 +61,8 @@ class User(UserMixin, Model):
     totp_secret: Mapped[str | None] = mapped_column(EncryptedText)
     totp_enabled: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     totp_last_step: Mapped[int | None] = mapped_column(BigInteger)
+    # Its price group (pricegroups.py): every charge and hold is the list cost times the group's multiplier.
+    price_group_id: Mapped[int | None] = mapped_column(ForeignKey("price_groups.id"), index=True)
 
     @property
     def is_active(self) -> bool:  # Flask-Login: disabled users cannot log in
@@ -69,6 +71,26 @@ class User(UserMixin, Model):
     def get_id(self) -> str:
         """Flask-Login's session token: the id and the current session epoch."""
         return f"{self.id}:{self.session_epoch}"
+
+
+class PriceGroup(Model):
+    """A price group: its users pay the list cost times ``multiplier_num / multiplier_den``.
+
+    The multiplier is stored as an exact fraction (``0.8`` is 4/5, ``1.25`` is 5/4), entered as a
+    decimal with at most six places, so its denominator divides 10**6 and it reads back exactly.
+    """
+
+    __tablename__ = "price_groups"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    multiplier_num: Mapped[int] = mapped_column(BigInteger)
+    multiplier_den: Mapped[int] = mapped_column(BigInteger)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
+
+    __table_args__ = (CheckConstraint("multiplier_num > 0 AND multiplier_den > 0",
+                                      name="multiplier_positive"),)
 
 
 class ApiKey(Model):
@@ -94,6 +116,9 @@ class ApiKey(Model):
     concurrency: Mapped[int] = mapped_column(Integer, default=16, server_default="16")
     # CIDR ranges the key may be used from (``["10.0.0.0/8", "2001:db8::/32"]``); empty: anywhere.
     allowed_ips: Mapped[list] = mapped_column(JSON, default=list)
+    # A spending cap in nano-USD per ``budget_period`` (day | week | month | total, UTC); None: none.
+    budget_nanos: Mapped[int | None] = mapped_column(BigInteger)
+    budget_period: Mapped[str | None] = mapped_column(String(8))
 
     @property
     def display(self) -> str:
@@ -260,7 +285,9 @@ class LedgerEntry(Model):
 
 
 class KeyUsage(Model):
-    """Per-key counters for a UTC day (``2026-11-25``: requests) or month (``2026-11``: tokens).
+    """Per-key counters for a UTC day (``2026-11-25``), ISO week (``2026-W48``), month
+    (``2026-11``) and all time (``total``): requests admitted (the day's row), and the tokens
+    and nano-USD charged (every period's row, added in the settlement's transaction).
 
     Kept in the database beside the ledger, so they are exact across any number of workers
     and instances and survive restarts.
@@ -273,6 +300,7 @@ class KeyUsage(Model):
     period: Mapped[str] = mapped_column(String(10), primary_key=True)
     requests: Mapped[int] = mapped_column(Integer, default=0)
     tokens: Mapped[int] = mapped_column(BigInteger, default=0)
+    spent_nanos: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
 
 
 class TopUpCode(Model):

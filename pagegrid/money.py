@@ -41,15 +41,32 @@ def format_usd(nanos: int, *, exact: bool = False, symbol: bool = True, grouping
     return f"{sign}{'$' if symbol else ''}{number}.{digits}"
 
 
-def per_mtok_decimal(nanos_per_token: int) -> str:
-    """A per-token price as dollars per 1M tokens, exact and without padding: 6250 -> ``"6.25"``."""
-    whole, frac = divmod(abs(int(nanos_per_token)), 1000)  # 1M tokens at n nano-USD = n/1000 USD
-    digits = f"{frac:03d}".rstrip("0")
-    sign = "-" if nanos_per_token < 0 else ""
+def exact_decimal(numerator: int, denominator: int) -> str:
+    """``numerator / denominator`` as an exact decimal without padding (``5, 4`` -> ``"1.25"``).
+
+    The denominator must divide a power of ten (2s and 5s only), so the decimal ends.
+    """
+    places, scale = 0, 1
+    while (numerator * scale) % denominator:
+        places, scale = places + 1, scale * 10
+        if places > 30:
+            raise ValueError(f"{numerator}/{denominator} has no exact decimal")
+    whole, frac = divmod(abs(numerator) * scale // denominator, scale)
+    digits = f"{frac:0{places}d}".rstrip("0") if places else ""
+    sign = "-" if numerator * denominator < 0 else ""
     return f"{sign}{whole}.{digits}" if digits else f"{sign}{whole}"
 
 
-def format_per_mtok(nanos_per_token: int) -> str:
+def per_mtok_decimal(nanos_per_token: int, num: int = 1, den: int = 1) -> str:
+    """A per-token price (times a price group's multiplier ``num / den``) as dollars per 1M
+    tokens, exact and without padding: 6250 -> ``"6.25"``; 3000 × 5/4 -> ``"3.75"``."""
+    # 1M tokens at n nano-USD = n/1000 USD.
+    return exact_decimal(int(nanos_per_token) * num, 1000 * den)
+
+
+def format_per_mtok(nanos_per_token: int, num: int = 1, den: int = 1) -> str:
     """A per-token price for pages, at least to the cent: ``$1``, ``$1.25``, ``$0.10``, ``$0.125``."""
-    whole, _, cents = per_mtok_decimal(nanos_per_token).partition(".")
-    return f"${whole}.{cents.ljust(2, '0')}" if cents else f"${whole}"
+    text = per_mtok_decimal(nanos_per_token, num, den)
+    sign = "-" if text.startswith("-") else ""
+    whole, _, cents = text.lstrip("-").partition(".")
+    return f"{sign}${whole}.{cents.ljust(2, '0')}" if cents else f"{sign}${whole}"

@@ -30,6 +30,7 @@ from gevent import monkey
 from pagegrid import billing
 from pagegrid import metrics
 from pagegrid.extensions import db
+from pagegrid.pricegroups import Multiplier
 from pagegrid.translate.usage import Usage
 
 log = logging.getLogger(__name__)
@@ -48,6 +49,7 @@ def _decode(line: str) -> billing.Charge:
     record = json.loads(line)
     record["usage"] = Usage(**record["usage"])
     record["price"] = billing.Price(**record["price"])
+    record["multiplier"] = Multiplier(**record.get("multiplier", {}))  # older lines: list prices
     record["started_at"] = datetime.fromisoformat(record["started_at"])
     return billing.Charge(**record)
 

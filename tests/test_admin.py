@@ -96,6 +96,9 @@ def admin_requests(app: Flask, user_id: int, upstream_id: int) -> Iterator[tuple
         "admin.upstream_delete": [("POST", f"/admin/upstreams/{upstream_id}/delete")],
         "admin.audit": [("GET", "/admin/audit")],
         "admin.user_two_factor_off": [("POST", f"/admin/users/{user_id}/two-factor/off")],
+        "admin.groups": [("GET", "/admin/groups"), ("POST", "/admin/groups")],
+        "admin.group_edit": [("GET", "/admin/groups/1/edit"), ("POST", "/admin/groups/1/edit")],
+        "admin.user_group": [("POST", f"/admin/users/{user_id}/price-group")],
     }
     endpoints = {rule.endpoint for rule in app.url_map.iter_rules() if rule.endpoint.startswith("admin.")}
     assert endpoints == set(paths)

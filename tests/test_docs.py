@@ -380,7 +380,7 @@ def api_call(snippet: Snippet, base: str) -> ApiCall:
 
 def upstream_path(call: ApiCall, provider: str | None) -> str | None:
     """Where the gateway should forward the call: Claude models go to /v1/messages, GPT ones stay."""
-    if call.path == "/v1/models":
+    if call.path in ("/v1/models", "/v1/key"):
         return None
     if call.path == "/v1/messages/count_tokens" or provider == "anthropic":
         return call.path if call.path.startswith("/v1/messages") else "/v1/messages"
@@ -456,6 +456,8 @@ def test_snippet_runs_against_a_live_gateway(app, client, live_server, fake_upst
     assert not ERROR_BODY.search(out), out
     if call.path == "/v1/models":
         assert all(model_id in out for model_id in active), out
+    elif call.path == "/v1/key":
+        assert '"object":"api_key"' in out.replace(" ", "") and '"available"' in out, out
     elif forward == "/v1/messages/count_tokens":
         assert str(COUNTED_TOKENS) in out, out
     elif call.stream:

@@ -29,6 +29,7 @@ def _admins_only() -> Response | None:
 
 from pagegrid.admin import audit_log  # noqa: E402,F401
 from pagegrid.admin import catalog_sync  # noqa: E402,F401
+from pagegrid.admin import groups  # noqa: E402,F401
 from pagegrid.admin import overview  # noqa: E402,F401
 from pagegrid.admin import reconcile  # noqa: E402,F401
 from pagegrid.admin import views  # noqa: E402,F401

@@ -210,3 +210,17 @@ class UpstreamForm(FlaskForm):
     max_concurrency = IntegerField("Concurrency cap", validators=[
         Optional(), NumberRange(1, 1_000_000, "At least 1, or empty for no cap.")])
     enabled = BooleanField("Enabled", default=True)
+
+
+class PriceGroupForm(FlaskForm):
+    """A price group: its name and the multiplier its users pay on list prices."""
+
+    name = StringField("Name", validators=[DataRequired(), Length(max=100)])
+    multiplier = StringField("Multiplier", validators=[DataRequired(), Length(max=20)],
+                             description="0.8 = 20% below list, 1.25 = 25% above; > 0, at most 6 decimals")
+
+
+class UserGroupForm(FlaskForm):
+    """Which price group an account is in ("" = list prices)."""
+
+    group = SelectField("Price group", default="", validate_choice=False)

@@ -39,6 +39,7 @@ from pagegrid.admin.forms import ResetPasswordForm
 from pagegrid.admin.forms import TopUpCodeForm
 from pagegrid.admin.forms import UpstreamForm
 from pagegrid.admin.forms import UserSearchForm
+from pagegrid.admin.groups import user_group_form
 from pagegrid.catalog import catalog
 from pagegrid.extensions import db
 from pagegrid.forms import KeyLimitsForm
@@ -128,7 +129,8 @@ def _render_user(user: User, *, credit_form: CreditForm | None = None,
         labels=ledger.key_labels(user.id), ledger_sum=billing.ledger_sum(user.id),
         credit_form=credit_form or CreditForm(formdata=None),
         password_form=password_form or ResetPasswordForm(formdata=None),
-        ceilings_form=ceilings_form or CeilingsForm(formdata=None, obj=user))
+        ceilings_form=ceilings_form or CeilingsForm(formdata=None, obj=user),
+        group_form=user_group_form(user))
 
 
 @bp.get("/users/<int:user_id>")
@@ -217,7 +219,8 @@ def key_edit(key_id: int) -> str | Response:
             update_settings(key, rpm=form.rpm.data, daily_request_limit=form.daily_request_limit.data or 0,
                             monthly_token_limit=form.monthly_token_limit.data or 0,
                             allowed_models=list(form.allowed_models.data or []),
-                            concurrency=form.concurrency.data, allowed_ips=form.allowed_ips.data)
+                            concurrency=form.concurrency.data, allowed_ips=form.allowed_ips.data,
+                            **form.budget())
         flash(f"Limits of {key.display} saved.", "success")
         return redirect(url_for("admin.user_detail", user_id=key.user_id))
     return render_template("admin/key_edit.html", form=form, key=key, ceilings="")

@@ -27,13 +27,16 @@ log = logging.getLogger(__name__)
 bp = Blueprint("api", __name__, url_prefix="/v1")
 
 _ANTHROPIC_PATH = re.compile(r"^(/v1)*/messages(/|$)")
+# Paths of both dialects: their errors follow the request's headers.
+_EITHER_DIALECT_PATH = re.compile(r"^(/v1)*/key$")
 # The API also answers without /v1 (a base URL of the bare host in the OpenAI SDK and AI SDK).
 ROOT_FORMS = ("/messages", "/chat/", "/responses", "/models", "/completions", "/embeddings")
+ROOT_PATHS = ("/v1", "/key")  # exactly these (the dashboard owns /keys)
 
 
 def is_api_path(path: str) -> bool:
     """True for the paths this blueprint answers (``/v1`` and below, and the root forms)."""
-    return path == "/v1" or path.startswith("/v1/") or path.startswith(ROOT_FORMS)
+    return path in ROOT_PATHS or path.startswith("/v1/") or path.startswith(ROOT_FORMS)
 
 
 def wants_json() -> bool:
@@ -44,10 +47,11 @@ def wants_json() -> bool:
 
 def dialect(path: str) -> str:
     """``anthropic`` for the Messages API paths (or a request with Anthropic headers on an
-    unknown path), ``openai`` for everything else."""
+    unknown path or on ``/v1/key``), ``openai`` for everything else."""
     if _ANTHROPIC_PATH.match(path):
         return "anthropic"
-    if not is_api_path(path) and ("anthropic-version" in request.headers or "x-api-key" in request.headers):
+    if ((not is_api_path(path) or _EITHER_DIALECT_PATH.match(path))
+            and ("anthropic-version" in request.headers or "x-api-key" in request.headers)):
         return "anthropic"
     return "openai"
 
@@ -64,7 +68,7 @@ class SlashFolding:
         folded = re.sub("/{2,}", "/", path)
         if len(folded) > 1:
             folded = folded.rstrip("/")
-        if folded != path and (folded == "/v1" or folded.startswith("/v1/") or folded.startswith(ROOT_FORMS)):
+        if folded != path and is_api_path(folded):
             environ["PATH_INFO"] = folded
         return self.wsgi_app(environ, start_response)
 
@@ -147,5 +151,6 @@ def _rate_limit_headers(response: Response) -> Response:
 # Views register themselves on ``bp``.
 from pagegrid.api import catalog  # noqa: E402,F401
 from pagegrid.api import chat  # noqa: E402,F401
+from pagegrid.api import key  # noqa: E402,F401
 from pagegrid.api import messages  # noqa: E402,F401
 from pagegrid.api import responses  # noqa: E402,F401

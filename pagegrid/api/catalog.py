@@ -15,6 +15,8 @@ from pagegrid.keys import KeyContext
 from pagegrid.keys import authenticate
 from pagegrid.keys import key_from_headers
 from pagegrid.pool import upstream_label
+from pagegrid.pricegroups import LIST_PRICES
+from pagegrid.pricegroups import Multiplier
 
 
 def _visible(key: KeyContext | None) -> list[ModelEntry]:
@@ -30,6 +32,11 @@ def _optional_key() -> KeyContext | None:
     return authenticate(request.headers) if key_from_headers(request.headers) else None
 
 
+def _multiplier(key: KeyContext | None) -> Multiplier:
+    # A key's user pays their price group's prices; without a key, the list prices.
+    return key.multiplier if key is not None else LIST_PRICES
+
+
 def _upstream_label(model: ModelEntry) -> str:
     return upstream_label(model.provider)
 
@@ -37,8 +44,9 @@ def _upstream_label(model: ModelEntry) -> str:
 @bp.get("/models")
 @bp.get("/v1/models")
 def list_models() -> Response:
-    """Every active model (only those the key may use, when a key is sent)."""
-    data = [model_json(m, _upstream_label(m)) for m in _visible(_optional_key())]
+    """Every active model (only those the key may use, at its user's prices, when a key is sent)."""
+    key = _optional_key()
+    data = [model_json(m, _upstream_label(m), _multiplier(key)) for m in _visible(key)]
     return jsonify({"object": "list", "data": data, "has_more": False,
                     "first_id": data[0]["id"] if data else None,
                     "last_id": data[-1]["id"] if data else None})
@@ -48,7 +56,8 @@ def list_models() -> Response:
 @bp.get("/v1/models/<path:model_id>")
 def get_model(model_id: str) -> Response:
     """One active model by id or alias."""
-    for model in _visible(_optional_key()):
+    key = _optional_key()
+    for model in _visible(key):
         if model_id == model.id or model_id in model.aliases:
-            return jsonify(model_json(model, _upstream_label(model)))
+            return jsonify(model_json(model, _upstream_label(model), _multiplier(key)))
     raise ModelNotFound(f"model: {model_id} is not available.", param="model")

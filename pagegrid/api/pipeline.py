@@ -8,8 +8,9 @@ per endpoint is its body validator (body.py) and its row of the dialect table (d
 2. ``resolve_model``  catalog entry by id, alias or provider-prefixed id (404; 403 off the key's list)
 3. ``route``          the upstream accounts to try, in order (pool.py); the demo without accounts
 4. ``build_request``  the provider's body from the dialect table: passthrough or translated
-5. ``admit``          a hold bounding what the provider can bill for *that* body (402), the key's
-                      concurrency and quotas (429), in one transaction — after building, because
+5. ``admit``          a hold bounding what the provider can bill for *that* body, times the user's
+                      price group multiplier (402), the key's concurrency, budget and quotas (429),
+                      in one transaction — after building, because
                       the bound is the built request's
 6. ``relay``          the accounts tried until one answers before the first byte; the answer
                       streamed or converted
@@ -66,6 +67,8 @@ from pagegrid.keys import KeyContext
 from pagegrid.keys import authenticate as authenticate_key
 from pagegrid.models import utcnow
 from pagegrid.pool import Account
+from pagegrid.pricegroups import LIST_PRICES
+from pagegrid.pricegroups import Multiplier
 from pagegrid.settlement import settlements
 from pagegrid.sse import SSEDecoder
 from pagegrid.sse import SSEEvent
@@ -121,6 +124,8 @@ class Admitted:
     # The upstream account that answered, and how many accounts were tried for it.
     account: Account | None = None
     attempts: int = 0
+    # The user's price group at admission: the hold used it, the charge uses it.
+    multiplier: Multiplier = LIST_PRICES
 
 
 @dataclass(frozen=True)
@@ -230,17 +235,20 @@ def build_request(endpoint: Endpoint, inbound: Inbound, model: ModelEntry, accou
 
 # 5 -----------------------------------------------------------------------------------------------
 def admit(key: KeyContext, outbound: Outbound) -> Admitted:
-    """Hold the worst case of what the provider can bill for the built request (402), take a
-    concurrency slot and count it against the key's quotas (429), in one transaction; the
-    hold's lease is renewed until it settles."""
+    """Hold the worst case of what the provider can bill for the built request, times the
+    user's price group multiplier (402), take a concurrency slot and count it against the key's
+    budget and quotas (429), in one transaction; the hold's lease is renewed until it settles."""
     call, bound = outbound.call, outbound.bound
-    hold = bound.nanos(call.model)
+    # The charge is the list cost times the multiplier rounded up, and the list cost never
+    # exceeds the bound's: so this stays an upper bound of the charge.
+    hold = key.multiplier.apply(bound.nanos(call.model))
     started = utcnow()
     config = current_app.config
     try:
         billing.reserve(key.user_id, call.request_id, hold, api_key_id=key.key_id,
                         concurrency=key.concurrency, lease_seconds=config["PAGEGRID_HOLD_LEASE_SECONDS"],
                         overdraft=config["PAGEGRID_OVERDRAFT"])
+        limits.admit_budget(key, started, hold, config["PAGEGRID_OVERDRAFT"])
         limits.admit_request(key, started)
     except GatewayError:
         db.session.rollback()
@@ -249,7 +257,8 @@ def admit(key: KeyContext, outbound: Outbound) -> Admitted:
     settlements(current_app).admitted(call.request_id)
     # Chat Completions bills web search per request rather than reporting its uses.
     fixed = bound.tool_uses if outbound.adaptor.path == "/v1/chat/completions" else {}
-    return Admitted(call.request_id, key.user_id, key.key_id, call.model, started, hold, fixed)
+    return Admitted(call.request_id, key.user_id, key.key_id, call.model, started, hold, fixed,
+                    multiplier=key.multiplier)
 
 
 # 6 -----------------------------------------------------------------------------------------------
@@ -388,7 +397,8 @@ def settle(app: Flask, admitted: Admitted, usage: Usage, status: str) -> None:
         request_id=admitted.request_id, user_id=admitted.user_id, api_key_id=admitted.key_id,
         model=model.id, usage=usage, price=model.price, status=status, started_at=admitted.started_at,
         hold_nanos=admitted.hold_nanos, tool_prices=dict(TOOL_FEES.get(model.provider, {})),
-        upstream=account.name if account is not None else None, attempts=admitted.attempts))
+        upstream=account.name if account is not None else None, attempts=admitted.attempts,
+        multiplier=admitted.multiplier))
 
 
 def release(app: Flask, admitted: Admitted) -> None:

@@ -10,16 +10,19 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable
+from functools import partial
 
 from flask import abort
 from flask import current_app
 from flask import render_template
 from flask import request
+from flask_login import current_user
 
 from pagegrid import billing
 from pagegrid import bounds
 from pagegrid import limits
 from pagegrid import payments
+from pagegrid import pricegroups
 from pagegrid.catalog import ModelEntry
 from pagegrid.catalog import catalog
 from pagegrid.catalog import model_json
@@ -29,6 +32,8 @@ from pagegrid.money import format_per_mtok
 from pagegrid.money import format_usd
 from pagegrid.money import per_mtok_decimal
 from pagegrid.pool import upstream_label
+from pagegrid.pricegroups import LIST_PRICES
+from pagegrid.pricegroups import Multiplier
 from pagegrid.translate.usage import Usage
 
 # The left nav: (section, ((page name, title), ...)). A page exists iff it is listed here.
@@ -66,11 +71,13 @@ def example_model(models: list[ModelEntry], provider: str) -> ModelEntry | None:
     return next((m for m in mine if m.id == PREFERRED[provider]), mine[0] if mine else None)
 
 
-def _hold(model: ModelEntry | None, body_bytes: int, max_tokens: int) -> str | None:
+def _hold(model: ModelEntry | None, body_bytes: int, max_tokens: int,
+          multiplier: Multiplier = LIST_PRICES) -> str | None:
     if model is None:
         return None
     body = {"max_tokens": max_tokens, "messages": []}
-    return format_usd(bounds.anthropic_messages(body, body_bytes, model).nanos(model), exact=True)
+    nanos = bounds.anthropic_messages(body, body_bytes, model).nanos(model)
+    return format_usd(multiplier.apply(nanos), exact=True)
 
 
 def _openclaw_model(model: ModelEntry) -> dict:
@@ -120,7 +127,7 @@ def openclaw_config(base: str, models: list[ModelEntry]) -> str:
     return _tight_json(config)
 
 
-def _wallet_example(model: ModelEntry | None) -> dict | None:
+def _wallet_example(model: ModelEntry | None, multiplier: Multiplier = LIST_PRICES) -> dict | None:
     """A worked cost example on the example Claude model, computed by the billing code itself."""
     if model is None:
         return None
@@ -138,8 +145,10 @@ def _wallet_example(model: ModelEntry | None) -> dict | None:
                   cache_read_input_tokens=counts["cache_read"])
     lines = [(label, tokens, format_per_mtok(rate), format_usd(tokens * rate, exact=True))
              for label, tokens, rate in rows]
-    return {"model": model, "counts": counts, "rows": lines,
-            "total": format_usd(billing.cost_nanos(usage, price), exact=True)}
+    list_cost = billing.cost_nanos(usage, price)
+    return {"model": model, "counts": counts, "rows": lines, "total": format_usd(list_cost, exact=True),
+            "group_total": None if multiplier.is_list
+            else format_usd(multiplier.apply(list_cost), exact=True)}
 
 
 def _mebibytes(size: int | None) -> str:
@@ -157,7 +166,11 @@ def _context(name: str) -> dict:
     by_id = {m.id: m for m in models}
     claude_code_model = by_id.get(CLAUDE_CODE_MODEL, claude)
     rpm = rpm_default()
+    multiplier, group = pricegroups.user_prices(current_user.id if current_user.is_authenticated else None)
     return {
+        # The viewer's prices: the list prices times their price group's multiplier.
+        "per_mtok": partial(format_per_mtok, num=multiplier.num, den=multiplier.den),
+        "multiplier": multiplier.text(), "price_group": group,
         "page": name, "title": TITLES[name], "sections": SECTIONS,
         "previous": _neighbour(name, -1), "next": _neighbour(name, 1),
         "base": base, "api_base": base + "/v1", "key": KEY_PLACEHOLDER,
@@ -166,11 +179,12 @@ def _context(name: str) -> dict:
         "claude_models": [m for m in models if m.provider == "anthropic"],
         "gpt_models": [m for m in models if m.provider == "openai"],
         "claude_code_model": claude_code_model,
-        "claude_code_hold": _hold(claude_code_model, CLAUDE_CODE_BODY_BYTES, CLAUDE_CODE_MAX_TOKENS),
-        "small_hold": _hold(claude, 2_000, 1_024),
+        "claude_code_hold": _hold(claude_code_model, CLAUDE_CODE_BODY_BYTES, CLAUDE_CODE_MAX_TOKENS,
+                                  multiplier),
+        "small_hold": _hold(claude, 2_000, 1_024, multiplier),
         "overdraft": current_app.config["PAGEGRID_OVERDRAFT"],
-        "gpt_no_max_hold": _hold(gpt, 2_000, gpt.max_output if gpt else 0),
-        "wallet_example": _wallet_example(claude),
+        "gpt_no_max_hold": _hold(gpt, 2_000, gpt.max_output if gpt else 0, multiplier),
+        "wallet_example": _wallet_example(claude, multiplier),
         "rpm_default": rpm,
         "count_tokens_budget": max(limits.COUNT_TOKENS_MINIMUM, limits.COUNT_TOKENS_MULTIPLIER * rpm),
         "count_tokens_multiplier": limits.COUNT_TOKENS_MULTIPLIER,

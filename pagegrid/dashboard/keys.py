@@ -59,7 +59,8 @@ def keys():  # noqa: ANN201 - a page
                                daily_request_limit=form.daily_request_limit.data or 0,
                                monthly_token_limit=form.monthly_token_limit.data or 0,
                                allowed_models=list(form.allowed_models.data or []),
-                               concurrency=form.concurrency.data, allowed_ips=form.allowed_ips.data)
+                               concurrency=form.concurrency.data, allowed_ips=form.allowed_ips.data,
+                               **form.budget())
         onetime.stash(current_user.id, secret, "created")
         return redirect(url_for("dashboard.keys"))
     if request.method == "POST":
@@ -138,7 +139,8 @@ def key_edit(key_id: int):  # noqa: ANN201
         update_settings(key, rpm=form.rpm.data, daily_request_limit=form.daily_request_limit.data or 0,
                         monthly_token_limit=form.monthly_token_limit.data or 0,
                         allowed_models=list(form.allowed_models.data or []),
-                        concurrency=form.concurrency.data, allowed_ips=form.allowed_ips.data)
+                        concurrency=form.concurrency.data, allowed_ips=form.allowed_ips.data,
+                        **form.budget())
         flash(f"Limits of {key.display} saved.", "success")
         return redirect(url_for("dashboard.keys"))
     return render_template("dashboard/key_edit.html", form=form, key=key, ceilings=ceiling_note(current_user))
