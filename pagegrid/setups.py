@@ -166,4 +166,4 @@ def tight_json(value: dict, longest: int = 80) -> str:
         line = match[1] + re.sub(r",\n\s*", ", ", match[2]) + match[3]
         return line if len(line) <= longest else match[0]
 
-    return _FLAT.sub(join, json.dumps(value, indent=2))
+    return _FLAT.sub(join, json.dumps(value, indent=2, ensure_ascii=False))

@@ -16,7 +16,7 @@ from wtforms.validators import Optional
 from wtforms.validators import ValidationError
 
 from pagegrid import passwords
-from pagegrid.forms import KeyLimitsForm
+from pagegrid.forms import KeySettingsForm
 
 
 class LoginForm(FlaskForm):
@@ -57,8 +57,8 @@ class PasswordForm(FlaskForm):
             raise ValidationError(problem)
 
 
-class NewKeyForm(KeyLimitsForm):
-    """A new key: a name and its limits."""
+class NewKeyForm(KeySettingsForm):
+    """A new key: a name (required here), its expiry and its limits."""
 
     name = StringField("Name", validators=[DataRequired(), Length(max=100)])
 
