@@ -4,6 +4,11 @@ from __future__ import annotations
 
 import secrets
 import sqlite3
+from datetime import UTC
+from datetime import date
+from datetime import datetime
+from datetime import time
+from datetime import timedelta
 from pathlib import Path
 
 import click
@@ -34,11 +39,13 @@ from pagegrid.catalog import seed_catalog
 from pagegrid.extensions import db
 from pagegrid.keys import BUDGET_PERIODS
 from pagegrid.keys import create_key
+from pagegrid.keys import is_expired
 from pagegrid.keys import update_settings
 from pagegrid.models import ApiKey
 from pagegrid.models import OneTimeSecret
 from pagegrid.models import Upstream
 from pagegrid.models import User
+from pagegrid.models import utcnow
 from pagegrid.money import format_usd
 from pagegrid.settlement import settlements
 from pagegrid.users import create_user
@@ -201,16 +208,20 @@ def credit_command(email: str, amount_usd: str, note: str | None) -> None:
 @click.option("--budget-usd", default="0", help="Most the key may spend per --budget-period (0 = no budget).")
 @click.option("--budget-period", type=click.Choice(BUDGET_PERIODS), default="month", show_default=True,
               help="UTC calendar day, ISO week from Monday, calendar month, or all time.")
+@click.option("--expires-in-days", type=click.IntRange(min=1), help="The key stops working N days from now.")
+@click.option("--expires-at", help="The key stops working at this UTC moment (2027-01-31T18:00) or "
+              "after this UTC day (2027-01-31).")
 def create_key_command(email: str, name: str, rpm: int, daily_limit: int,
                        monthly_token_limit: int, models: str, concurrency: int | None,
-                       allow_ips: str, budget_usd: str, budget_period: str) -> None:
+                       allow_ips: str, budget_usd: str, budget_period: str,
+                       expires_in_days: int | None, expires_at: str | None) -> None:
     """Print a new key, and nothing else, on stdout."""
     allowed = [m.strip() for m in models.split(",") if m.strip()]
     key, secret = create_key(_user(email), name=name, rpm=rpm, daily_request_limit=daily_limit,
                              monthly_token_limit=monthly_token_limit, allowed_models=allowed,
                              concurrency=concurrency or current_app.config["PAGEGRID_KEY_CONCURRENCY"],
                              allowed_ips=_ip_ranges(allow_ips), budget_nanos=_budget(budget_usd),
-                             budget_period=budget_period)
+                             budget_period=budget_period, expires_at=_expiry(expires_in_days, expires_at))
     audit.created("key.create", key)
     click.echo(secret)
 
@@ -223,6 +234,26 @@ def _budget(text: str) -> int:
     if nanos < 0:
         raise click.BadParameter("a budget is not negative", param_hint="--budget-usd")
     return nanos
+
+
+def _expiry(in_days: int | None, at: str | None) -> datetime | None:
+    """The moment ``--expires-in-days`` or ``--expires-at`` names (UTC), or None (never)."""
+    if in_days is not None and at is not None:
+        raise click.UsageError("Give --expires-in-days or --expires-at, not both.")
+    if in_days is not None:
+        return utcnow() + timedelta(days=in_days)
+    if at is None:
+        return None
+    try:
+        moment = (datetime.combine(date.fromisoformat(at) + timedelta(days=1), time.min, tzinfo=UTC)
+                  if len(at) == 10 else datetime.fromisoformat(at))
+    except ValueError:
+        raise click.BadParameter("expected a date (2027-01-31) or a moment (2027-01-31T18:00, UTC)",
+                                 param_hint="--expires-at") from None
+    moment = moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+    if moment <= utcnow():
+        raise click.BadParameter(f"{at} is in the past", param_hint="--expires-at")
+    return moment.astimezone(UTC)
 
 
 def _ip_ranges(text: str) -> list[str]:
@@ -239,14 +270,15 @@ def list_keys_command(email: str) -> None:
     """List a user's keys with their ids and limits (0 = unlimited)."""
     user = _user(email)
     for key in db.session.scalars(select(ApiKey).where(ApiKey.user_id == user.id).order_by(ApiKey.id)):
-        status = "revoked" if key.revoked_at else "active"
+        status = "revoked" if key.revoked_at else "expired" if is_expired(key.expires_at) else "active"
+        expiry = f"expires={key.expires_at:%Y-%m-%dT%H:%M}Z" if key.expires_at else "expires=never"
         models = ",".join(key.allowed_models or []) or "all models"
         ips = ",".join(key.allowed_ips or []) or "any IP"
         budget = (f"budget={format_usd(key.budget_nanos, exact=True, grouping=False)}/{key.budget_period}"
                   if key.budget_nanos else "budget=none")
         click.echo(f"{key.id}\t{key.display}\t{key.name or '-'}\t{status}\trpm={key.rpm}\t"
                    f"concurrency={key.concurrency}\tdaily={key.daily_request_limit}\t"
-                   f"monthly_tokens={key.monthly_token_limit}\t{budget}\t{models}\t{ips}")
+                   f"monthly_tokens={key.monthly_token_limit}\t{budget}\t{expiry}\t{models}\t{ips}")
 
 
 @click.command("set-key-limits")
@@ -260,22 +292,31 @@ def list_keys_command(email: str) -> None:
 @click.option("--allow-ips", help="Comma-separated CIDR ranges; an empty string allows every address.")
 @click.option("--budget-usd", default=None, help="Most the key may spend per period (0 = no budget).")
 @click.option("--budget-period", type=click.Choice(BUDGET_PERIODS), default=None)
+@click.option("--name", help="A new label for the key.")
+@click.option("--expires-in-days", type=click.IntRange(min=1), help="The key stops working N days from now.")
+@click.option("--expires-at", help="A UTC moment (2027-01-31T18:00) or the last UTC day (2027-01-31).")
+@click.option("--never-expires", is_flag=True, help="Clear the key's expiry.")
 def set_key_limits_command(key_id: int, rpm: int | None, daily_limit: int | None,
                            monthly_token_limit: int | None, models: str | None,
                            concurrency: int | None, allow_ips: str | None, budget_usd: str | None,
-                           budget_period: str | None) -> None:
-    """Change a key's limits without changing the key."""
+                           budget_period: str | None, name: str | None,
+                           expires_in_days: int | None, expires_at: str | None,
+                           never_expires: bool) -> None:
+    """Change a key's name, expiry, limits and budget without changing the key."""
     key = db.session.get(ApiKey, key_id)
     if key is None:
         raise click.ClickException(f"no key with id {key_id}")
     allowed = None if models is None else [m.strip() for m in models.split(",") if m.strip()]
     ips = None if allow_ips is None else _ip_ranges(allow_ips)
+    expiry = _expiry(expires_in_days, expires_at)
+    if never_expires and expiry is not None:
+        raise click.UsageError("--never-expires contradicts --expires-in-days/--expires-at.")
     with audit.change("key.edit", key):
-        update_settings(key, rpm=rpm, daily_request_limit=daily_limit,
+        update_settings(key, name=name, rpm=rpm, daily_request_limit=daily_limit,
                         monthly_token_limit=monthly_token_limit, allowed_models=allowed,
                         concurrency=concurrency, allowed_ips=ips,
                         budget_nanos=None if budget_usd is None else _budget(budget_usd),
-                        budget_period=budget_period)
+                        budget_period=budget_period, expires_at=expiry, never_expires=never_expires)
     click.echo(f"updated {key.display}")
 
 

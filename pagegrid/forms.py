@@ -2,21 +2,31 @@
 
 from __future__ import annotations
 
+from datetime import UTC
+from datetime import date
+from datetime import datetime
+from datetime import time
+from datetime import timedelta
 from typing import Any
 
 from flask_wtf import FlaskForm
+from wtforms import DateField
+from wtforms import Field
 from wtforms import IntegerField
 from wtforms import SelectChoice  # type: ignore[attr-defined]  # WTForms 3.3 has it; types-WTForms 3.2 does not yet
 from wtforms import SelectField
 from wtforms import SelectMultipleField
 from wtforms import StringField
 from wtforms.validators import DataRequired
+from wtforms.validators import Length
 from wtforms.validators import NumberRange
 from wtforms.validators import Optional
+from wtforms.validators import ValidationError
 
 from pagegrid import allowlist
 from pagegrid.billing import usd_to_nanos
 from pagegrid.keys import BUDGET_PERIODS
+from pagegrid.models import utcnow
 from pagegrid.money import NANOS_PER_USD
 from pagegrid.money import exact_decimal
 
@@ -93,3 +103,43 @@ class KeyLimitsForm(FlaskForm):
         """The budget as ``create_key`` / ``update_settings`` take it (0: none)."""
         return {"budget_nanos": self.budget_nanos.data or 0,
                 "budget_period": self.budget_period.data or "month"}
+
+
+def last_valid_day(expires_at: datetime | None) -> date | None:
+    """The last UTC day on which a key with this expiry still works (the form's date)."""
+    return (expires_at.astimezone(UTC) - timedelta(microseconds=1)).date() if expires_at else None
+
+
+class KeySettingsForm(KeyLimitsForm):
+    """A key's name, expiry and limits: the key's own page (dashboard) and the admin's edit page."""
+
+    name = StringField("Name", validators=[Optional(), Length(max=100)])
+    expires = DateField("Works through (UTC date; empty = never expires)", validators=[Optional()])
+
+    def validate_expires(self, field: Field) -> None:
+        """The last valid day is today or later (UTC), unless it is the key's unchanged date.
+
+        Build the form with ``expires=last_valid_day(key.expires_at)``: a form without the
+        field then keeps the key's expiry."""
+        if field.data and field.data < utcnow().date() and field.data != field.object_data:
+            raise ValidationError("The date is in the past: pick today or a later day.")
+
+    def settings(self, current_expiry: datetime | None) -> dict[str, Any]:
+        """What the form holds, as ``keys.update_settings`` keyword arguments."""
+        return {"name": (self.name.data or "").strip(), "rpm": self.rpm.data,
+                "daily_request_limit": self.daily_request_limit.data or 0,
+                "monthly_token_limit": self.monthly_token_limit.data or 0,
+                "allowed_models": list(self.allowed_models.data or []),
+                "concurrency": self.concurrency.data, "allowed_ips": self.allowed_ips.data,
+                "expires_at": self.expires_at(current_expiry), "never_expires": self.expires.data is None,
+                **self.budget()}
+
+    def expires_at(self, current: datetime | None = None) -> datetime | None:
+        """The moment the key stops working: the end of the chosen UTC day, or None (never).
+        The unchanged date of an expiry set to the minute (CLI) keeps that exact moment."""
+        chosen = self.expires.data
+        if chosen is None:
+            return None
+        if current is not None and chosen == last_valid_day(current):
+            return current
+        return datetime.combine(chosen + timedelta(days=1), time.min, tzinfo=UTC)

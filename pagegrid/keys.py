@@ -49,6 +49,8 @@ class KeyContext:
     # A spending cap in nano-USD per day | week | month | total (None: no budget).
     budget_nanos: int | None = None
     budget_period: str | None = None
+    # UTC, zone-aware; compared on every request (check_expiry), so a cached context still expires.
+    expires_at: datetime | None = None
 
 
 def _new_secret() -> str:
@@ -80,13 +82,17 @@ def create_key(user: User, *, name: str = "", rpm: int = 10, daily_request_limit
     return key, secret
 
 
-def update_settings(key: ApiKey, *, rpm: int | None = None, daily_request_limit: int | None = None,
-                    monthly_token_limit: int | None = None, allowed_models: list[str] | None = None,
+def update_settings(key: ApiKey, *, name: str | None = None, rpm: int | None = None,
+                    daily_request_limit: int | None = None, monthly_token_limit: int | None = None,
+                    allowed_models: list[str] | None = None,
                     expires_at: datetime | None = None, concurrency: int | None = None,
                     allowed_ips: list[str] | None = None, budget_nanos: int | None = None,
-                    budget_period: str | None = None) -> ApiKey:
-    """Change a key's limits and restrictions; the secret stays the same. None keeps a value
-    (``budget_nanos`` 0 removes the budget)."""
+                    budget_period: str | None = None, never_expires: bool = False) -> ApiKey:
+    """Change a key's name, limits, budget, expiry and restrictions; the secret stays the same.
+    None keeps a value (``budget_nanos`` 0 removes the budget; ``never_expires`` clears the
+    expiry)."""
+    if name is not None:
+        key.name = name
     if rpm is not None:
         key.rpm = rpm
     if daily_request_limit is not None:
@@ -95,7 +101,7 @@ def update_settings(key: ApiKey, *, rpm: int | None = None, daily_request_limit:
         key.monthly_token_limit = monthly_token_limit
     if allowed_models is not None:
         key.allowed_models = allowed_models
-    if expires_at is not None:
+    if expires_at is not None or never_expires:
         key.expires_at = expires_at
     if concurrency is not None:
         key.concurrency = concurrency
@@ -167,6 +173,7 @@ def authenticate(headers: Mapping[str, str] | Headers, client_ip: str | None = N
     when the key has an IP allow-list without ``client_ip`` (default: the request's address,
     which ProxyFix has already taken from a trusted proxy's ``X-Forwarded-For``)."""
     context = key_context(headers)
+    check_expiry(context)
     check_client_ip(context, client_ip)
     return context
 
@@ -174,7 +181,8 @@ def authenticate(headers: Mapping[str, str] | Headers, client_ip: str | None = N
 def key_context(headers: Mapping[str, str] | Headers) -> KeyContext:
     """The request's key as plain values, or AuthenticationFailed (401); no per-request checks.
 
-    A cache of contexts belongs here; ``check_client_ip`` must still run on every request.
+    A cache of contexts belongs here; ``check_expiry`` and ``check_client_ip`` must still run on
+    every request.
     """
     secret = key_from_headers(headers)
     if secret is None:
@@ -189,8 +197,6 @@ def key_context(headers: Mapping[str, str] | Headers) -> KeyContext:
         raise AuthenticationFailed("Invalid API key.")
     if key.revoked_at is not None:
         raise AuthenticationFailed("This API key has been revoked.")
-    if key.expires_at is not None and _aware(key.expires_at) <= utcnow():
-        raise AuthenticationFailed("This API key has expired.")
     if not key.user_active:
         raise AuthenticationFailed("This account is disabled.")
     # The admin's ceilings for the user bound what the customer set on the key.
@@ -203,7 +209,21 @@ def key_context(headers: Mapping[str, str] | Headers) -> KeyContext:
                       multiplier=(Multiplier(key.multiplier_num, key.multiplier_den)
                                   if key.group_name is not None else LIST_PRICES),
                       price_group=key.group_name, budget_nanos=key.budget_nanos,
-                      budget_period=key.budget_period)
+                      budget_period=key.budget_period,
+                      expires_at=_aware(key.expires_at) if key.expires_at is not None else None)
+
+
+def is_expired(expires_at: datetime | None, now: datetime | None = None) -> bool:
+    """Whether a key with this expiry (None: never) no longer authenticates."""
+    return expires_at is not None and _aware(expires_at) <= (now or utcnow())
+
+
+def check_expiry(context: KeyContext) -> None:
+    """AuthenticationFailed (401) naming the moment once the key's expiry has passed."""
+    expires_at = context.expires_at
+    if expires_at is not None and expires_at <= utcnow():
+        raise AuthenticationFailed(f"This API key expired at {expires_at:%Y-%m-%d %H:%M} UTC; "
+                                   "create a new key or ask its owner to extend it.")
 
 
 def check_client_ip(context: KeyContext, client_ip: str | None = None) -> None:

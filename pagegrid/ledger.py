@@ -41,17 +41,22 @@ class Filters:
     end: date | None = None
 
 
-def _filtered(user_id: int, filters: Filters) -> Select:
-    query = select(LedgerEntry).where(LedgerEntry.user_id == user_id)
+def _where(user_id: int, filters: Filters) -> list:
+    conditions = [LedgerEntry.user_id == user_id]
     if filters.key_id is not None:
-        query = query.where(LedgerEntry.api_key_id == filters.key_id)
+        conditions.append(LedgerEntry.api_key_id == filters.key_id)
     if filters.model:
-        query = query.where(LedgerEntry.model == filters.model)
+        conditions.append(LedgerEntry.model == filters.model)
     if filters.start:
-        query = query.where(LedgerEntry.created_at >= _midnight(filters.start))
+        conditions.append(LedgerEntry.created_at >= _midnight(filters.start))
     if filters.end:
-        query = query.where(LedgerEntry.created_at < _midnight(filters.end + timedelta(days=1)))
-    return query.order_by(LedgerEntry.created_at.desc(), LedgerEntry.id.desc())
+        conditions.append(LedgerEntry.created_at < _midnight(filters.end + timedelta(days=1)))
+    return conditions
+
+
+def _filtered(user_id: int, filters: Filters) -> Select:
+    return (select(LedgerEntry).where(*_where(user_id, filters))
+            .order_by(LedgerEntry.created_at.desc(), LedgerEntry.id.desc()))
 
 
 def _midnight(day: date) -> datetime:
@@ -108,37 +113,35 @@ def _utc_day(column):  # noqa: ANN001, ANN202 - SQL expressions
     return func.strftime("%Y-%m-%d", column)
 
 
-def daily_usage(user_id: int, days: int = 30) -> list[dict]:
-    """Spend, tokens and requests per UTC day for the last ``days`` days, oldest first."""
-    today = utcnow().date()
-    first = today - timedelta(days=days - 1)
+def daily_usage(user_id: int, start: date, end: date, key_id: int | None = None) -> list[dict]:
+    """Spend, tokens and requests per UTC day from ``start`` to ``end`` (both included), oldest
+    first, for one key or all."""
+    filters = Filters(key_id=key_id, start=start, end=end)
     day = _utc_day(LedgerEntry.created_at)
     rows = db.session.execute(
         select(day, -func.sum(LedgerEntry.amount_nanos), func.sum(TOKENS), func.count())
-        .where(LedgerEntry.user_id == user_id, LedgerEntry.kind == "usage",
-               LedgerEntry.created_at >= _midnight(first))
+        .where(*_where(user_id, filters), LedgerEntry.kind == "usage")
         .group_by(day)).all()
     by_day = {r[0]: r for r in rows}
     out = []
-    for offset in range(days):
-        label = (first + timedelta(days=offset)).isoformat()
+    for offset in range((end - start).days + 1):
+        label = (start + timedelta(days=offset)).isoformat()
         row = by_day.get(label)
         out.append({"day": label, "spend_nanos": int(row[1]) if row else 0,
                     "tokens": int(row[2]) if row else 0, "requests": int(row[3]) if row else 0})
     return out
 
 
-def usage_by(user_id: int, dimension: str, days: int = 30) -> list[dict]:
-    """Spend, tokens and requests per model or per key over the last ``days`` days, largest first."""
-    first = utcnow().date() - timedelta(days=days - 1)
+def usage_by(user_id: int, dimension: str, start: date, end: date, key_id: int | None = None) -> list[dict]:
+    """Spend, tokens and requests per model or per key from ``start`` to ``end``, largest first."""
+    filters = Filters(key_id=key_id, start=start, end=end)
     column = LedgerEntry.model if dimension == "model" else LedgerEntry.api_key_id
     spend = -func.sum(LedgerEntry.amount_nanos)
     rows = db.session.execute(
         select(column, spend, func.sum(TOKENS), func.count(),
                func.sum(case((LedgerEntry.status == "complete", 0), else_=1)),
                func.sum(LedgerEntry.cache_read_input_tokens), func.sum(INPUT_TOKENS))
-        .where(LedgerEntry.user_id == user_id, LedgerEntry.kind == "usage",
-               LedgerEntry.created_at >= _midnight(first))
+        .where(*_where(user_id, filters), LedgerEntry.kind == "usage")
         .group_by(column).order_by(spend.desc())).all()
     labels = key_labels(user_id) if dimension == "key" else {}
     return [{"label": labels.get(r[0], r[0]) if dimension == "key" else r[0],

@@ -24,3 +24,20 @@ document.addEventListener("submit", (event) => {
   const message = event.target.dataset.confirm;
   if (message && !window.confirm(message)) event.preventDefault();
 });
+// The phone-width menu (pagegrid.css shows the button below 760 px): the button opens and closes
+// the navigation; Escape closes it and gives the focus back to the button.
+const header = document.querySelector("header.top");
+const menuButton = header && header.querySelector(".menu-toggle");
+if (menuButton) {
+  const setOpen = (open) => {
+    header.classList.toggle("open", open);
+    menuButton.setAttribute("aria-expanded", String(open));
+  };
+  menuButton.addEventListener("click", () => setOpen(!header.classList.contains("open")));
+  header.addEventListener("keydown", (event) => {
+    if (event.key === "Escape" && header.classList.contains("open")) {
+      setOpen(false);
+      menuButton.focus();
+    }
+  });
+}

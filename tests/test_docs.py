@@ -28,6 +28,7 @@ from pagegrid.dashboard.docs import ORDER
 from pagegrid.dashboard.docs import TITLES
 from pagegrid.extensions import db
 from pagegrid.models import CatalogModel
+from pagegrid.setups import tool_setups
 from tests.fake_upstream import FakeUpstream
 from tests.fake_upstream import chat_chunks
 from tests.fake_upstream import chat_completion
@@ -44,6 +45,8 @@ SNIPPET = re.compile(
     r'Copy</button><pre id="([^"]+)" data-lang="([^"]+)"><code>(.*?)</code></pre></div>', re.S)
 CALL_BLOCK = re.compile(r'{%\s*call snippet\("([^"]+)",\s*"([^"]+)"\)\s*%}(.*?){%\s*endcall\s*%}', re.S)
 ANY_SNIPPET = re.compile(r'snippet\(\s*"([^"]+)"\s*,\s*"([^"]+)"')
+SHARED = re.compile(r'shared\(setups\["([^"]+)"\]\)')  # a setup from pagegrid/setups.py
+SETUPS = tool_setups("https://gw.example.com", "pg-your-key-here", [])
 URL = re.compile(r"https?://[^\s\"'<>\\]+")
 # What the fake provider answers, and therefore what each snippet must print and be charged for.
 TEXT = "Paris is the capital of France."
@@ -60,10 +63,15 @@ def _runnable(language: str, code: str) -> bool:
 
 
 def _declared() -> list[tuple[str, str]]:
-    """(page, snippet id) of every curl or Python snippet written in the page templates."""
-    return [(name, snippet_id) for name in ORDER
-            for snippet_id, language, code in CALL_BLOCK.findall((TEMPLATES / f"{name}.html").read_text())
-            if _runnable(language, code)]
+    """(page, snippet id) of every curl or Python snippet written in the page templates, or
+    shared with the key pages (pagegrid/setups.py)."""
+    written = [(name, snippet_id) for name in ORDER
+               for snippet_id, language, code in CALL_BLOCK.findall((TEMPLATES / f"{name}.html").read_text())
+               if _runnable(language, code)]
+    shared = [(name, snippet_id) for name in ORDER
+              for snippet_id in SHARED.findall((TEMPLATES / f"{name}.html").read_text())
+              if _runnable(SETUPS[snippet_id].language, SETUPS[snippet_id].code)]
+    return written + shared
 
 
 RUNNABLE = _declared()
@@ -139,6 +147,8 @@ def test_snippets_have_unique_ids_languages_and_copy_buttons(client):
             assert snippet.code.strip() and snippet.code == snippet.code.strip("\n"), snippet.id
     declared = {snippet_id for name in ORDER
                 for snippet_id, _ in ANY_SNIPPET.findall((TEMPLATES / f"{name}.html").read_text())}
+    declared |= {snippet_id for name in ORDER
+                 for snippet_id in SHARED.findall((TEMPLATES / f"{name}.html").read_text())}
     assert declared == set(seen)
     runnable = {s.id for found in all_snippets(client).values() for s in found.values()
                 if _runnable(s.language, s.code)}

@@ -42,7 +42,8 @@ from pagegrid.admin.forms import UserSearchForm
 from pagegrid.admin.groups import user_group_form
 from pagegrid.catalog import catalog
 from pagegrid.extensions import db
-from pagegrid.forms import KeyLimitsForm
+from pagegrid.forms import KeySettingsForm
+from pagegrid.forms import last_valid_day
 from pagegrid.keys import revoke_key
 from pagegrid.keys import update_settings
 from pagegrid.models import ApiKey
@@ -210,18 +211,14 @@ def _key_or_404(key_id: int) -> ApiKey:
 
 @bp.route("/keys/<int:key_id>/edit", methods=["GET", "POST"])
 def key_edit(key_id: int) -> str | Response:
-    """Change any customer key's limits (the admin is bound by no ceiling)."""
+    """Change any customer key's name, expiry and limits (the admin is bound by no ceiling)."""
     key = _key_or_404(key_id)
-    form = KeyLimitsForm(obj=key)
+    form = KeySettingsForm(obj=key, expires=last_valid_day(key.expires_at))
     form.allowed_models.choices = [(m.id, m.id) for m in catalog().active()]
     if form.validate_on_submit():
         with audit.change("key.edit", key):
-            update_settings(key, rpm=form.rpm.data, daily_request_limit=form.daily_request_limit.data or 0,
-                            monthly_token_limit=form.monthly_token_limit.data or 0,
-                            allowed_models=list(form.allowed_models.data or []),
-                            concurrency=form.concurrency.data, allowed_ips=form.allowed_ips.data,
-                            **form.budget())
-        flash(f"Limits of {key.display} saved.", "success")
+            update_settings(key, **form.settings(key.expires_at))
+        flash(f"Key {key.display} saved.", "success")
         return redirect(url_for("admin.user_detail", user_id=key.user_id))
     return render_template("admin/key_edit.html", form=form, key=key, ceilings="")
 

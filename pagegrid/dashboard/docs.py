@@ -7,8 +7,6 @@ one ``snippet`` macro with a stable id, which Markdown could do only with extens
 
 from __future__ import annotations
 
-import json
-import re
 from collections.abc import Callable
 from functools import partial
 
@@ -30,10 +28,13 @@ from pagegrid.dashboard import bp
 from pagegrid.forms import KeyLimitsForm
 from pagegrid.money import format_per_mtok
 from pagegrid.money import format_usd
-from pagegrid.money import per_mtok_decimal
 from pagegrid.pool import upstream_label
 from pagegrid.pricegroups import LIST_PRICES
 from pagegrid.pricegroups import Multiplier
+from pagegrid.setups import PREFERRED
+from pagegrid.setups import example_model
+from pagegrid.setups import tight_json
+from pagegrid.setups import tool_setups
 from pagegrid.translate.usage import Usage
 
 # The left nav: (section, ((page name, title), ...)). A page exists iff it is listed here.
@@ -51,8 +52,6 @@ TITLES: dict[str, str] = {name: title for _, pages in SECTIONS for name, title i
 ORDER: list[str] = list(TITLES)
 
 KEY_PLACEHOLDER = "pg-your-key-here"
-# Example models the snippets name, if the catalog has them; else its first model of that provider.
-PREFERRED = {"anthropic": "claude-sonnet-4-6", "openai": "gpt-5.4"}
 # Claude Code's default model and the request it sends (see shared/clients captures).
 CLAUDE_CODE_MODEL = "claude-opus-4-8"
 CLAUDE_CODE_BODY_BYTES = 80_000
@@ -65,12 +64,6 @@ def base_url() -> str:
     return (configured or request.host_url).rstrip("/")
 
 
-def example_model(models: list[ModelEntry], provider: str) -> ModelEntry | None:
-    """The model the snippets use for ``provider``."""
-    mine = [m for m in models if m.provider == provider]
-    return next((m for m in mine if m.id == PREFERRED[provider]), mine[0] if mine else None)
-
-
 def _hold(model: ModelEntry | None, body_bytes: int, max_tokens: int,
           multiplier: Multiplier = LIST_PRICES) -> str | None:
     if model is None:
@@ -78,53 +71,6 @@ def _hold(model: ModelEntry | None, body_bytes: int, max_tokens: int,
     body = {"max_tokens": max_tokens, "messages": []}
     nanos = bounds.anthropic_messages(body, body_bytes, model).nanos(model)
     return format_usd(multiplier.apply(nanos), exact=True)
-
-
-def _openclaw_model(model: ModelEntry) -> dict:
-    price = model.price
-    return {"id": model.id, "name": model.display_name, "reasoning": model.thinking,
-            "input": ["text", "image"] if model.vision else ["text"],
-            "contextWindow": model.context_window, "maxTokens": model.max_output,
-            "cost": {"input": _dollars(price.input), "output": _dollars(price.output),
-                     "cacheRead": _dollars(price.cache_read), "cacheWrite": _dollars(price.cache_write)}}
-
-
-def _dollars(nanos_per_token: int) -> int | float:
-    # At most three decimals per 1M tokens, so the float prints exactly.
-    value = float(per_mtok_decimal(nanos_per_token))
-    return int(value) if value.is_integer() else value
-
-
-# A JSON list or object of scalars only, as json.dumps(indent=2) spreads it over several lines.
-_FLAT = re.compile(r'([\[{])\n\s*((?:(?:"[^"\n]*": )?(?:"[^"\n]*"|[-\d.]+|true|false|null),\n\s*)*'
-                   r'(?:"[^"\n]*": )?(?:"[^"\n]*"|[-\d.]+|true|false|null))\n\s*([\]}])')
-
-
-def _tight_json(value: dict, longest: int = 80) -> str:
-    """Indented JSON with short lists and objects of plain values kept on one line, for snippets."""
-    def join(match: re.Match) -> str:
-        line = match[1] + re.sub(r",\n\s*", ", ", match[2]) + match[3]
-        return line if len(line) <= longest else match[0]
-
-    return _FLAT.sub(join, json.dumps(value, indent=2))
-
-
-def openclaw_config(base: str, models: list[ModelEntry]) -> str:
-    """``~/.openclaw/openclaw.json`` with PageGrid's live catalog as two providers."""
-    providers: dict[str, dict] = {}
-    claude = [_openclaw_model(m) for m in models if m.provider == "anthropic"]
-    gpt = [_openclaw_model(m) for m in models if m.provider == "openai"]
-    if claude:
-        providers["pagegrid"] = {"baseUrl": base, "apiKey": KEY_PLACEHOLDER, "api": "anthropic-messages",
-                                 "models": claude}
-    if gpt:
-        providers["pagegrid-openai"] = {"baseUrl": base + "/v1", "apiKey": KEY_PLACEHOLDER,
-                                        "api": "openai-completions", "models": gpt}
-    config: dict = {"models": {"mode": "merge", "providers": providers}}
-    default = example_model(models, "anthropic")
-    if default is not None:
-        config["agents"] = {"defaults": {"model": {"primary": f"pagegrid/{default.id}"}}}
-    return _tight_json(config)
 
 
 def _wallet_example(model: ModelEntry | None, multiplier: Multiplier = LIST_PRICES) -> dict | None:
@@ -174,6 +120,7 @@ def _context(name: str) -> dict:
         "page": name, "title": TITLES[name], "sections": SECTIONS,
         "previous": _neighbour(name, -1), "next": _neighbour(name, 1),
         "base": base, "api_base": base + "/v1", "key": KEY_PLACEHOLDER,
+        "setups": tool_setups(base, KEY_PLACEHOLDER, models),
         "models": models, "claude": claude.id if claude else PREFERRED["anthropic"],
         "gpt": gpt.id if gpt else PREFERRED["openai"],
         "claude_models": [m for m in models if m.provider == "anthropic"],
@@ -208,7 +155,7 @@ def _models_extra(base: str, models: list[ModelEntry]) -> dict:
     if not models:
         return {"model_json": None}
     first = models[0]
-    return {"model_json": _tight_json(model_json(first, upstream_label(first.provider)))}
+    return {"model_json": tight_json(model_json(first, upstream_label(first.provider)))}
 
 
 def _wallet_extra(base: str, models: list[ModelEntry]) -> dict:
@@ -218,7 +165,6 @@ def _wallet_extra(base: str, models: list[ModelEntry]) -> dict:
 
 
 PAGE_EXTRAS: dict[str, Callable[[str, list[ModelEntry]], dict]] = {
-    "openclaw": lambda base, models: {"openclaw_config": openclaw_config(base, models)},
     "models": _models_extra,
     "wallet": _wallet_extra,
 }

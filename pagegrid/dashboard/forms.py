@@ -16,7 +16,7 @@ from wtforms.validators import Optional
 from wtforms.validators import ValidationError
 
 from pagegrid import passwords
-from pagegrid.forms import KeyLimitsForm
+from pagegrid.forms import KeySettingsForm
 
 
 class LoginForm(FlaskForm):
@@ -57,8 +57,8 @@ class PasswordForm(FlaskForm):
             raise ValidationError(problem)
 
 
-class NewKeyForm(KeyLimitsForm):
-    """A new key: a name and its limits."""
+class NewKeyForm(KeySettingsForm):
+    """A new key: a name (required here), its expiry and its limits."""
 
     name = StringField("Name", validators=[DataRequired(), Length(max=100)])
 
@@ -85,3 +85,26 @@ class LedgerFilterForm(FlaskForm):
     model = SelectField("Model", choices=[], validate_choice=False)
     start = DateField("From", validators=[Optional()])
     end = DateField("To", validators=[Optional()])
+
+
+class UsageFilterForm(FlaskForm):
+    """The Usage page's range and key (GET, so no CSRF); UTC days, both ends included."""
+
+    class Meta:
+        csrf = False
+
+    MAX_DAYS = 366
+
+    key = SelectField("Key", choices=[], validate_choice=False)
+    start = DateField("From", validators=[Optional()])
+    end = DateField("To", validators=[Optional()])
+
+    def validate_end(self, field: Field) -> None:
+        """From no later than To, and at most a year and a day between them."""
+        start = self.start.data
+        if start is None or field.data is None:
+            return
+        if field.data < start:
+            raise ValidationError("“To” is before “From”.")
+        if (field.data - start).days + 1 > self.MAX_DAYS:
+            raise ValidationError(f"Pick at most {self.MAX_DAYS} days.")

@@ -1,9 +1,9 @@
-"""API keys: list, create (shown once), revoke, rotate, edit limits. Only one's own keys."""
+"""API keys: list, create (shown once), revoke, rotate, and each key's page (name, expiry, limits,
+ready-to-paste setups). Only one's own keys."""
 
 from __future__ import annotations
 
 from flask import abort
-from flask import current_app
 from flask import flash
 from flask import redirect
 from flask import render_template
@@ -13,18 +13,25 @@ from flask_login import current_user
 from flask_login import login_required
 from sqlalchemy import select
 
+from pagegrid import audit
 from pagegrid import onetime
 from pagegrid.catalog import catalog
 from pagegrid.dashboard import bp
+from pagegrid.dashboard.docs import base_url
 from pagegrid.dashboard.forms import NewKeyForm
 from pagegrid.extensions import db
 from pagegrid.forms import KeyLimitsForm
+from pagegrid.forms import KeySettingsForm
+from pagegrid.forms import last_valid_day
 from pagegrid.keys import create_key
+from pagegrid.keys import is_expired
 from pagegrid.keys import revoke_key
 from pagegrid.keys import rotate_key
 from pagegrid.keys import update_settings
 from pagegrid.models import ApiKey
 from pagegrid.models import User
+from pagegrid.models import utcnow
+from pagegrid.setups import tool_setups
 
 
 def _own_key(key_id: int) -> ApiKey:
@@ -40,8 +47,9 @@ def _with_model_choices(form: KeyLimitsForm) -> KeyLimitsForm:
     return form
 
 
-def _base_url() -> str:
-    return current_app.config.get("PAGEGRID_PUBLIC_URL") or request.host_url.rstrip("/")
+def _setups(key_text: str) -> list:
+    """The tool setups (pagegrid/setups.py) with this deployment's URL and ``key_text``."""
+    return list(tool_setups(base_url(), key_text, catalog().active()).values())
 
 
 @bp.route("/keys", methods=["GET", "POST"])
@@ -60,15 +68,15 @@ def keys():  # noqa: ANN201 - a page
                                monthly_token_limit=form.monthly_token_limit.data or 0,
                                allowed_models=list(form.allowed_models.data or []),
                                concurrency=form.concurrency.data, allowed_ips=form.allowed_ips.data,
-                               **form.budget())
+                               **form.budget(), expires_at=form.expires_at())
         onetime.stash(current_user.id, secret, "created")
         return redirect(url_for("dashboard.keys"))
     if request.method == "POST":
         flash("The key was not created: check the fields below.", "error")
     secret, label = onetime.claim(current_user.id, labels=("created", "rotated"))
     return render_template("dashboard/keys.html", form=form, page=_key_page(), secret=secret,
-                           rotated=label == "rotated", base_url=_base_url(),
-                           ceilings=ceiling_note(current_user))
+                           rotated=label == "rotated", setups=_setups(secret) if secret else [],
+                           ceilings=ceiling_note(current_user), now=utcnow(), is_expired=is_expired)
 
 
 def ceiling_note(user: User) -> str:
@@ -132,15 +140,19 @@ def key_rotate(key_id: int):  # noqa: ANN201
 @bp.route("/keys/<int:key_id>/edit", methods=["GET", "POST"])
 @login_required
 def key_edit(key_id: int):  # noqa: ANN201
-    """Change a key's limits and allowed models."""
+    """A key's page: rename it, set or clear its expiry, change its limits and allowed models,
+    and copy its setups for each tool (with the key's ``pg-65b0…69d0``: the secret is never
+    shown again). Changes go to the audit log like the operator's."""
     key = _own_key(key_id)
-    form = _with_model_choices(KeyLimitsForm(obj=key))
+    if key.revoked_at is not None:
+        abort(404)
+    form = _with_model_choices(KeySettingsForm(obj=key, expires=last_valid_day(key.expires_at)))
     if form.validate_on_submit() and _within_ceilings(form, key):
-        update_settings(key, rpm=form.rpm.data, daily_request_limit=form.daily_request_limit.data or 0,
-                        monthly_token_limit=form.monthly_token_limit.data or 0,
-                        allowed_models=list(form.allowed_models.data or []),
-                        concurrency=form.concurrency.data, allowed_ips=form.allowed_ips.data,
-                        **form.budget())
-        flash(f"Limits of {key.display} saved.", "success")
-        return redirect(url_for("dashboard.keys"))
-    return render_template("dashboard/key_edit.html", form=form, key=key, ceilings=ceiling_note(current_user))
+        with audit.change("key.edit", key):
+            update_settings(key, **form.settings(key.expires_at))
+        flash(f"Key {key.display} saved.", "success")
+        return redirect(url_for("dashboard.key_edit", key_id=key.id))
+    if request.method == "POST":
+        flash("Nothing was saved: check the fields below.", "error")
+    return render_template("dashboard/key_edit.html", form=form, key=key, ceilings=ceiling_note(current_user),
+                           expired=is_expired(key.expires_at), setups=_setups(key.display))
