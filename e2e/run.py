@@ -39,6 +39,7 @@ from e2e.harness import Database
 from e2e.harness import Failed
 from e2e.harness import Gateway
 from e2e.harness import Scratch
+from e2e.harness import check
 from e2e.provider import Provider
 from e2e.scenarios import claude_code  # noqa: F401 - registers scenarios
 from e2e.scenarios import codex  # noqa: F401
@@ -197,6 +198,12 @@ def main(argv: list[str] | None = None) -> int:
         bank = Bank(gateway, db)
         bank.user(FUNDED, "100")
         bank.user(BROKE, None)
+        # The catalog of a deployment whose daily sync-models has seen Anthropic list Claude Code's
+        # default model (the price list has it, the seed does not).
+        provider.anthropic_models = [claude_code.DEFAULT_MODEL]
+        synced = gateway.cli("sync-models")
+        provider.anthropic_models = []
+        check(f"added {claude_code.DEFAULT_MODEL}: price list" in synced, f"sync-models printed:\n{synced}")
         gateway.wait_ready()
         if fast is not None:
             fast.wait_ready()
