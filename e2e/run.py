@@ -41,8 +41,8 @@ from e2e.harness import Gateway
 from e2e.harness import Scratch
 from e2e.harness import check
 from e2e.provider import Provider
-from e2e.scenarios import claude_code  # noqa: F401 - registers scenarios
-from e2e.scenarios import codex  # noqa: F401
+from e2e.scenarios import claude_code  # registers scenarios (and names Claude Code's default model)
+from e2e.scenarios import codex  # noqa: F401 - registers scenarios
 from e2e.scenarios import openclaw  # noqa: F401
 from e2e.scenarios import sdks  # noqa: F401
 
