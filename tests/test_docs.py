@@ -278,7 +278,7 @@ def test_claude_code_page_sets_a_v1_base_url(public, tmp_path):
 
 def _claude_code_costs(client) -> tuple[str, float]:
     """The page's sentence about Claude Code's request, and the hold it names in dollars."""
-    found = re.search(r"For Claude Code on (.*?) per request", render(client, "claude-code"), re.S)
+    found = re.search(r"For Claude Code on (.*?) per\s+request", render(client, "claude-code"), re.S)
     assert found, "no hold for Claude Code on the page"
     return found.group(1), float(re.search(r"\$([0-9.]+)", found.group(1)).group(1))
 

@@ -170,7 +170,7 @@ def _context(name: str) -> dict:
         "claude_code_model": claude_code_model,
         "claude_code_hold": _hold(claude_code_model, CLAUDE_CODE_BODY_BYTES, CLAUDE_CODE_MAX_TOKENS),
         "claude_code_max_tokens": min(CLAUDE_CODE_MAX_TOKENS, claude_code_model.max_output)
-        if claude_code_model else CLAUDE_CODE_MAX_TOKENS,
+                                  if claude_code_model else CLAUDE_CODE_MAX_TOKENS,
         "small_hold": _hold(claude, 2_000, 1_024),
         "overdraft": current_app.config["PAGEGRID_OVERDRAFT"],
         "gpt_no_max_hold": _hold(gpt, 2_000, gpt.max_output if gpt else 0),
