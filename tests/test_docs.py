@@ -288,6 +288,29 @@ def test_claude_code_page_sets_a_v1_base_url(public, tmp_path):
     assert page["claude-code-models"].code.startswith("claude --model claude-")
 
 
+def _claude_code_costs(client) -> tuple[str, float]:
+    """The page's sentence about Claude Code's request, and the hold it names in dollars."""
+    found = re.search(r"For Claude Code on (.*?) per\s+request", render(client, "claude-code"), re.S)
+    assert found, "no hold for Claude Code on the page"
+    return found.group(1), float(re.search(r"\$([0-9.]+)", found.group(1)).group(1))
+
+
+def test_claude_code_costs_name_its_default_model_and_request(app, client, runner, fake_upstream):
+    """Claude Code 2.1.332 asks for claude-opus-5-5 with max_tokens 128,000 (make e2e). Before a sync
+    adds that model the page names the seed's Opus; either way the hold covers 128,000 output tokens."""
+    before, opus_4_8 = _claude_code_costs(client)
+    assert "<code>claude-opus-4-8</code>" in before and "128,000 output tokens" in before
+    assert opus_4_8 > 128_000 * 25 / 1e6  # Opus 4.8's $25 per 1M output tokens, plus the input
+    listed = {"type": "model", "id": "claude-opus-5-5", "display_name": "Claude Opus 5.5",
+              "created_at": "2026-11-01T00:00:00Z"}
+    fake_upstream.reply({"data": [listed], "has_more": False})
+    assert runner.invoke(args=["sync-models"]).exit_code == 0
+    app.extensions["pagegrid.catalog"].invalidate()
+    after, opus_5_5 = _claude_code_costs(client)
+    assert "<code>claude-opus-5-5</code>" in after and "128,000 output tokens" in after
+    assert 128_000 * 20 / 1e6 < opus_5_5 < opus_4_8  # Opus 5.5's $20 per 1M output, cheaper than 4.8
+
+
 @pytest.mark.parametrize("page, snippet_id", [("codex-cli", "codex-cli-config"),
                                               ("codex-app", "codex-app-config")])
 def test_codex_pages_configure_a_responses_provider(app, public, page, snippet_id):

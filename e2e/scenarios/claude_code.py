@@ -1,4 +1,4 @@
-"""Claude Code 2.1.197 in print mode (``claude -p``), configured as the docs page says."""
+"""Claude Code 2.1.332 in print mode (``claude -p``), configured as the docs page says."""
 
 from __future__ import annotations
 
@@ -27,6 +27,10 @@ from tests.serving import free_port
 
 CLAUDE = str(CLIENTS / ".bin" / "claude")
 PROMPT = "Reply with the single word: pong"
+# What `claude -p` without --model asks for: Opus 5.5 since 2.1.332 (2.1.197 asked for
+# claude-opus-4-8). It is in the price list but not in the seed, so the runner syncs it before the
+# scenarios (see e2e/run.py), as a deployment's daily sync-models does once Anthropic lists it.
+DEFAULT_MODEL = "claude-opus-5-5"
 
 
 def _env(ctx: Context, account: Account, *, v1: bool = True, bearer: bool = False,
@@ -102,7 +106,7 @@ def default_model_v1(ctx: Context) -> str:
     marker = ctx.begin("pong-v1")
     ran = ctx.run("claude-v1", [CLAUDE, "-p", PROMPT], _docs_env(ctx, account))
     _ok(ran, marker)
-    _upstream_checks(ctx, "claude-opus-4-8", account)
+    _upstream_checks(ctx, DEFAULT_MODEL, account)
     check('"HEAD /v1" 200' in ctx.gateway.log_text(), "no HEAD /v1 probe answered 200 in the access log")
     return ctx.bank.assert_ledger(account, ctx.calls())
 
@@ -120,7 +124,7 @@ def _plain_turn(ctx: Context, name: str, model_args: list[str], upstream_model: 
 
 @scenario("Claude Code", "bare host, ANTHROPIC_AUTH_TOKEN (Bearer), default model")
 def default_model_bare_bearer(ctx: Context) -> str:
-    return _plain_turn(ctx, "claude-bare", [], "claude-opus-4-8", v1=False, bearer=True)
+    return _plain_turn(ctx, "claude-bare", [], DEFAULT_MODEL, v1=False, bearer=True)
 
 
 @scenario("Claude Code", "bare host, ANTHROPIC_API_KEY, --model claude-haiku-4-5")
@@ -347,7 +351,7 @@ def synced_model(ctx: Context) -> str:
     rates = "SELECT auto_priced, active, input_nanos, output_nanos FROM catalog_models WHERE id = %s"
     check(not ctx.bank.db.query(rates, NEW_MODEL), f"{NEW_MODEL} is in the catalog before the sync")
     ctx.begin("never")
-    ctx.provider.anthropic_models = ["claude-opus-4-8", "claude-haiku-4-5-20251001", NEW_MODEL]
+    ctx.provider.anthropic_models = [DEFAULT_MODEL, "claude-haiku-4-5-20251001", NEW_MODEL]
     try:
         printed = ctx.gateway.cli("sync-models")
     finally:

@@ -1,4 +1,4 @@
-"""Codex CLI 0.169.0 (``codex exec``) with the custom provider block from the docs page."""
+"""Codex CLI 0.171.0 (``codex exec``) with the custom provider block from the docs page."""
 
 from __future__ import annotations
 

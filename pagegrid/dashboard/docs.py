@@ -52,10 +52,12 @@ TITLES: dict[str, str] = {name: title for _, pages in SECTIONS for name, title i
 ORDER: list[str] = list(TITLES)
 
 KEY_PLACEHOLDER = "pg-your-key-here"
-# Claude Code's default model and the request it sends (see shared/clients captures).
-CLAUDE_CODE_MODEL = "claude-opus-4-8"
+# Claude Code's default model and the request it sends (make e2e): 2.1.332 asks for claude-opus-5-5
+# with max_tokens 128,000 (2.1.197 asked for claude-opus-4-8 with 64,000). Until a sync adds
+# claude-opus-5-5 to the catalog, the page names the Opus the seed has.
+CLAUDE_CODE_MODELS = ("claude-opus-5-5", "claude-opus-4-8")
 CLAUDE_CODE_BODY_BYTES = 80_000
-CLAUDE_CODE_MAX_TOKENS = 64_000
+CLAUDE_CODE_MAX_TOKENS = 128_000
 
 
 def base_url() -> str:
@@ -110,7 +112,7 @@ def _context(name: str) -> dict:
     gpt = example_model(models, "openai")
     base = base_url()
     by_id = {m.id: m for m in models}
-    claude_code_model = by_id.get(CLAUDE_CODE_MODEL, claude)
+    claude_code_model = next((by_id[m] for m in CLAUDE_CODE_MODELS if m in by_id), claude)
     rpm = rpm_default()
     multiplier, group = pricegroups.user_prices(current_user.id if current_user.is_authenticated else None)
     return {
@@ -128,6 +130,8 @@ def _context(name: str) -> dict:
         "claude_code_model": claude_code_model,
         "claude_code_hold": _hold(claude_code_model, CLAUDE_CODE_BODY_BYTES, CLAUDE_CODE_MAX_TOKENS,
                                   multiplier),
+        "claude_code_max_tokens": min(CLAUDE_CODE_MAX_TOKENS, claude_code_model.max_output)
+                                  if claude_code_model else CLAUDE_CODE_MAX_TOKENS,
         "small_hold": _hold(claude, 2_000, 1_024, multiplier),
         "overdraft": current_app.config["PAGEGRID_OVERDRAFT"],
         "gpt_no_max_hold": _hold(gpt, 2_000, gpt.max_output if gpt else 0, multiplier),
