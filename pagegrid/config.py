@@ -119,6 +119,18 @@ def from_environ(instance_path: Path) -> dict:
         "PAGEGRID_METRICS_TOKEN": env("PAGEGRID_METRICS_TOKEN") or None,
         "PAGEGRID_LOG_FORMAT": log_format(env("PAGEGRID_LOG_FORMAT") or "text"),
         "PAGEGRID_REQUEST_LOG_DAYS": request_log_days(env("PAGEGRID_REQUEST_LOG_DAYS") or "30"),
+        # Email (low-balance alerts, password resets): off without an SMTP URL (mail.py).
+        "PAGEGRID_SMTP_URL": env("PAGEGRID_SMTP_URL") or None,
+        "PAGEGRID_MAIL_FROM": env("PAGEGRID_MAIL_FROM") or "pagegrid@localhost",
+        # Alert webhooks may go to loopback and private addresses over http (tests, closed networks).
+        "PAGEGRID_ALERT_WEBHOOK_ALLOW_PRIVATE": flag(env("PAGEGRID_ALERT_WEBHOOK_ALLOW_PRIVATE")),
+        # The outbox's first retry delay in seconds, doubling per failure (outbox.py).
+        "PAGEGRID_OUTBOX_RETRY_SECONDS": float(env("PAGEGRID_OUTBOX_RETRY_SECONDS") or 30),
+        "PAGEGRID_PASSWORD_RESET_MINUTES": int(env("PAGEGRID_PASSWORD_RESET_MINUTES") or 30),
+        # Forgot-password requests, per email and per client IP (throttle.py), counted whether or
+        # not the email has an account.
+        "PAGEGRID_RESET_EMAIL_LIMITS": "3/hour;10/day",
+        "PAGEGRID_RESET_IP_LIMITS": "10/hour;50/day",
         # Set by gunicorn.conf.py for its workers: prometheus_client's multiprocess mode.
         "PROMETHEUS_MULTIPROC_DIR": env("PROMETHEUS_MULTIPROC_DIR") or None,
     }
