@@ -28,7 +28,7 @@ bp = Blueprint("api", __name__, url_prefix="/v1")
 
 _ANTHROPIC_PATH = re.compile(r"^(/v1)*/messages(/|$)")
 # The API also answers without /v1 (a base URL of the bare host in the OpenAI SDK and AI SDK).
-ROOT_FORMS = ("/messages", "/chat/", "/responses", "/models", "/completions", "/embeddings")
+ROOT_FORMS = ("/messages", "/chat/", "/responses", "/models", "/completions", "/embeddings", "/requests/")
 
 
 def is_api_path(path: str) -> bool:
@@ -147,5 +147,6 @@ def _rate_limit_headers(response: Response) -> Response:
 # Views register themselves on ``bp``.
 from pagegrid.api import catalog  # noqa: E402,F401
 from pagegrid.api import chat  # noqa: E402,F401
+from pagegrid.api import lookup  # noqa: E402,F401
 from pagegrid.api import messages  # noqa: E402,F401
 from pagegrid.api import responses  # noqa: E402,F401
