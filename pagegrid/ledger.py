@@ -39,6 +39,7 @@ class Filters:
     model: str | None = None
     start: date | None = None
     end: date | None = None
+    kind: str | None = None  # usage, credit, topup, refund
 
 
 def _filtered(user_id: int, filters: Filters) -> Select:
@@ -47,6 +48,8 @@ def _filtered(user_id: int, filters: Filters) -> Select:
         query = query.where(LedgerEntry.api_key_id == filters.key_id)
     if filters.model:
         query = query.where(LedgerEntry.model == filters.model)
+    if filters.kind:
+        query = query.where(LedgerEntry.kind == filters.kind)
     if filters.start:
         query = query.where(LedgerEntry.created_at >= _midnight(filters.start))
     if filters.end:

@@ -263,6 +263,7 @@ def site_map(app, user_id: int, key_id: int, upstream_id: int) -> list[str]:
         "dashboard.two_factor": ["/account/two-factor"], "dashboard.login_code": ["/login/code"],
         "dashboard.docs": ["/docs/"] + [f"/docs/{name}" for name in docs.ORDER],
         "dashboard.api_root": ["/v1"], "dashboard.activity": ["/activity"],
+        "dashboard.request_page": ["/activity/req_x"], "admin.request_page": ["/admin/requests/req_x"],
         "admin.overview": ["/admin/overview"], "admin.request_log": ["/admin/requests"],
         "probes.healthz": ["/healthz"], "probes.readyz": ["/readyz"], "probes.metrics_view": ["/metrics"],
         "admin.users": ["/admin/"], "admin.user_new": ["/admin/users/new"],

@@ -12,6 +12,7 @@ from pagegrid.dashboard import bp
 from pagegrid.money import format_usd
 
 DAYS = 30
+RECENT = 10  # the latest charges, each a link to its request
 
 
 @bp.get("/usage")
@@ -26,4 +27,7 @@ def usage() -> str:
                             describe=lambda v: f"{v:,}")
     return render_template("dashboard/usage.html", days=days, totals=totals, spend_chart=spend_chart,
                            token_chart=token_chart, by_model=ledger.usage_by(current_user.id, "model", DAYS),
-                           by_key=ledger.usage_by(current_user.id, "key", DAYS), window=DAYS)
+                           by_key=ledger.usage_by(current_user.id, "key", DAYS), window=DAYS,
+                           recent=ledger.history(current_user.id, ledger.Filters(kind="usage"), page=1,
+                                                 per_page=RECENT),
+                           labels=ledger.key_labels(current_user.id))
