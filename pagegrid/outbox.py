@@ -222,12 +222,13 @@ class Sender:
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._loop_pid = 0
+        self._stopped = False
 
     def wake(self) -> None:
         """Something was written: send it now (starting the loop if it is not running)."""
         self._wake.set()
         with self._lock:
-            if self._loop_pid == os.getpid():
+            if self._stopped or self._loop_pid == os.getpid():
                 return
             self._loop_pid = os.getpid()
         threading.Thread(target=self._run, name="pagegrid-outbox", daemon=True).start()
@@ -241,10 +242,17 @@ class Sender:
                 log.warning("outbox: sending failed: %s", exc)
                 following = self.POLL_SECONDS
             with self._lock:
-                if following is None and not self._wake.is_set():
+                if self._stopped or following is None and not self._wake.is_set():
                     self._loop_pid = 0  # nothing waits: the next commit starts a new loop
                     return
             self._wake.wait(timeout=min(following if following is not None else 0, self.POLL_SECONDS))
+
+
+    def stop(self) -> None:
+        """End the loop after its current round and start no other (tests, shutdown)."""
+        with self._lock:
+            self._stopped = True
+        self._wake.set()
 
 
 def sender(app: Flask) -> Sender:
