@@ -49,6 +49,7 @@ ACTIONS = (
     "catalog.edit", "upstream.create", "upstream.edit", "upstream.enable", "upstream.disable",
     "upstream.delete", "topup_code.create", "encryption_key.rotate",
     "catalog.create", "catalog.sync", "price_rule.set", "price_rule.delete",
+    "user.password_reset_link",
 )
 
 

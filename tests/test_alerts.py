@@ -9,16 +9,21 @@ import json
 import re
 import threading
 import time
+from datetime import timedelta
 
 import pytest
 import requests
 from sqlalchemy import func
 from sqlalchemy import select
 
+from pagegrid import clock
 from pagegrid import outbox
 from pagegrid.extensions import db
+from pagegrid.models import AuditEntry
 from pagegrid.models import OutboxMessage
+from pagegrid.models import PasswordReset
 from pagegrid.models import User
+from tests.conftest import Browser
 from tests.fake_upstream import message
 from tests.mailbox import Hooks
 from tests.mailbox import Mailbox
@@ -241,3 +246,95 @@ def test_the_signing_secret_is_shown_once_and_can_be_replaced(alerting, browser,
     with alerting.app_context():
         assert db.session.scalar(select(User.alert_webhook_secret).where(User.id == user_id)) == second
     assert browser.client.post("/account/alerts/secret").status_code == 400  # no CSRF token
+
+
+# Forgot password -----------------------------------------------------------------------------------
+
+LINK = re.compile(r"(https://gateway\.test/reset-password\?token=[\w-]+)")
+NEW_PASSWORD = "quiet-lantern-orchard-71"
+CSRF_FIELD = re.compile(r'<(?:input|meta)[^>]*csrf[^>]*>')
+
+
+def ask_reset(browser, email: str):
+    return browser.post("/forgot-password", {"email": email}, token_from="/forgot-password")
+
+
+def reset_link(mailbox, count: int = 1) -> str:
+    text = mailbox.wait(count)[count - 1].get_content()
+    return LINK.search(text).group(1).replace("https://gateway.test", "")
+
+
+def test_no_forgot_password_without_smtp(app, browser):
+    assert "forgot-link" not in browser.get("/login").get_data(as_text=True)
+    assert browser.get("/forgot-password").status_code == 404
+
+
+def test_reset_link_by_email_works_once_and_ends_every_session(alerting, app, browser, wallets, mailbox):
+    user_id = wallets.user("1")
+    email = wallets.email(user_id)
+    elsewhere = Browser(app)
+    elsewhere.login(email)
+    assert elsewhere.get("/dashboard").status_code == 200
+    assert 'id="forgot-link"' in browser.get("/login").get_data(as_text=True)
+
+    known = ask_reset(browser, email.upper())
+    unknown = ask_reset(browser, "nobody@example.com")
+    assert known.status_code == unknown.status_code == 200
+    same = [CSRF_FIELD.sub("", page.get_data(as_text=True)) for page in (known, unknown)]
+    assert same[0] == same[1]
+    link = reset_link(mailbox)
+    [sent] = mailbox.messages
+    assert sent["To"] == email and "30 minutes" in sent.get_content()
+    token = link.partition("token=")[2]
+    with alerting.app_context():
+        [row] = db.session.scalars(select(PasswordReset)).all()
+        assert row.token_hash == hashlib.sha256(token.encode()).hexdigest() and token not in row.token_hash
+    wait_sent(alerting)
+    assert len(mailbox.messages) == 1  # nothing for the unknown email
+
+    page = browser.get(link)
+    assert page.status_code == 200 and email in page.get_data(as_text=True)
+    weak = browser.post("/reset-password", {"token": token, "new": "password1234", "confirm": "password1234"},
+                        token_from=link)
+    assert weak.status_code == 400 and "too easy to guess" in weak.get_data(as_text=True)
+    done = browser.post("/reset-password", {"token": token, "new": NEW_PASSWORD, "confirm": NEW_PASSWORD},
+                        token_from=link)
+    assert done.status_code == 302 and done.headers["Location"].endswith("/login")
+
+    assert elsewhere.get("/dashboard").status_code == 302  # the other session ended
+    assert browser.get(link).status_code == 400  # used
+    again = browser.post("/reset-password", {"token": token, "new": "another-" + NEW_PASSWORD,
+                                             "confirm": "another-" + NEW_PASSWORD}, token_from="/login")
+    assert again.status_code == 400 and "reset-invalid" in again.get_data(as_text=True)
+    assert browser.login(email, NEW_PASSWORD).status_code == 302
+    with alerting.app_context():
+        [entry] = db.session.scalars(select(AuditEntry)
+                                     .where(AuditEntry.action == "user.password_reset_link"))
+        assert entry.target.endswith(email) and token not in json.dumps(entry.after)
+
+
+def test_an_expired_or_wrong_token_is_refused(alerting, browser, wallets, mailbox, monkeypatch):
+    email = wallets.email(wallets.user("1"))
+    ask_reset(browser, email)
+    link = reset_link(mailbox)
+    token = link.partition("token=")[2]
+    assert browser.get(link[:-3] + "abc").status_code == 400
+    assert browser.get("/reset-password").status_code == 400
+    real = clock.now
+    monkeypatch.setattr(clock, "now", lambda: real() + timedelta(minutes=31))
+    assert browser.get(link).status_code == 400
+    expired = browser.post("/reset-password", {"token": token, "new": NEW_PASSWORD, "confirm": NEW_PASSWORD},
+                           token_from="/login")
+    assert expired.status_code == 400
+    assert browser.login(email, NEW_PASSWORD).status_code == 200  # still the old password
+
+
+def test_forgot_password_is_rate_limited_and_needs_csrf(alerting, browser, wallets, mailbox):
+    email = wallets.email(wallets.user("1"))
+    answers = [ask_reset(browser, email).status_code for _ in range(4)]
+    assert answers == [200, 200, 200, 429]
+    assert [ask_reset(browser, "nobody@example.com").status_code for _ in range(4)] == [200, 200, 200, 429]
+    mailbox.wait(3)
+    wait_sent(alerting)
+    assert len(mailbox.messages) == 3
+    assert browser.client.post("/forgot-password", data={"email": email}).status_code == 400

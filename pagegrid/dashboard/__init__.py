@@ -57,6 +57,7 @@ from pagegrid.dashboard import alerts  # noqa: E402,F401
 from pagegrid.dashboard import auth  # noqa: E402,F401
 from pagegrid.dashboard import docs  # noqa: E402,F401
 from pagegrid.dashboard import keys  # noqa: E402,F401
+from pagegrid.dashboard import reset  # noqa: E402,F401
 from pagegrid.dashboard import two_factor  # noqa: E402,F401
 from pagegrid.dashboard import usage  # noqa: E402,F401
 from pagegrid.dashboard import wallet  # noqa: E402,F401
