@@ -204,6 +204,21 @@ def test_a_dead_mail_server_neither_fails_nor_delays_the_request(alerting, clien
     wallets.assert_consistent(user_id)
 
 
+def test_send_outbox_sends_what_no_live_sender_picked_up(alerting, client, runner, browser, wallets,
+                                                         fake_upstream, mailbox):
+    user_id = wallets.user("1")
+    key = wallets.key(user_id)
+    configure(browser, wallets, user_id, "1")
+    outbox.sender(alerting).stop()  # as if the worker that wrote it died before sending
+    call(client, key, fake_upstream)
+    time.sleep(0.3)
+    assert mailbox.messages == [] and len(outbox_rows(alerting)) == 1
+    result = runner.invoke(args=["send-outbox"])
+    assert result.exit_code == 0 and "0 messages still waiting" in result.output
+    assert len(mailbox.wait(1)) == 1
+    assert wait_sent(alerting)[0].attempts == 1
+
+
 def test_off_by_default_and_turned_off_with_an_empty_threshold(alerting, client, browser, wallets,
                                                                fake_upstream):
     user_id = wallets.user("0.01")
