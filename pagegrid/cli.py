@@ -284,7 +284,7 @@ def settle_pending_command() -> None:
 @with_appcontext
 def send_outbox_command() -> None:
     """Send the alert and password-reset emails and webhooks that are due, dead workers' too."""
-    outbox.deliver_due(current_app._get_current_object())
+    outbox.deliver_due(current_app._get_current_object())  # type: ignore[attr-defined]  # a LocalProxy
     waiting = db.session.scalar(select(func.count()).select_from(OutboxMessage).where(
         OutboxMessage.sent_at.is_(None), OutboxMessage.failed_at.is_(None)))
     click.echo(f"{waiting} messages still waiting for a retry")
