@@ -57,12 +57,14 @@ def busy_admin(wallets, sdk, fake_upstream):
 
 
 @needs_chromium
-def test_nothing_clips_on_wide_screens(chromium, busy_admin):
+def test_nothing_clips_on_wide_screens(chromium, busy_admin, wallets):
     log_in(chromium, "operations-lead@example-enterprise.com")
+    request_id = wallets.charges(busy_admin)[0].request_id
     problems = []
     for width in WIDE:
         chromium.set_viewport_size({"width": width, "height": 900})
-        for path in PAGES + (f"/admin/users/{busy_admin}",):
+        for path in PAGES + (f"/admin/users/{busy_admin}", f"/activity/{request_id}",
+                             f"/admin/requests/{request_id}", "/account/alerts"):
             chromium.goto(path)
             clipped = chromium.evaluate(CLIPPED_TABLES)
             overflow = chromium.evaluate(PAGE_OVERFLOW)
