@@ -312,6 +312,9 @@ def test_reset_link_by_email_works_once_and_ends_every_session(alerting, app, br
     weak = browser.post("/reset-password", {"token": token, "new": "password1234", "confirm": "password1234"},
                         token_from=link)
     assert weak.status_code == 400 and "too easy to guess" in weak.get_data(as_text=True)
+    forged = browser.client.post("/reset-password", data={"token": token, "new": NEW_PASSWORD,
+                                                          "confirm": NEW_PASSWORD})
+    assert forged.status_code == 400  # no CSRF token: refused, and the link still works
     done = browser.post("/reset-password", {"token": token, "new": NEW_PASSWORD, "confirm": NEW_PASSWORD},
                         token_from=link)
     assert done.status_code == 302 and done.headers["Location"].endswith("/login")
