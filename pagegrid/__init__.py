@@ -26,6 +26,7 @@ from pagegrid import dashboard
 from pagegrid import headers
 from pagegrid import logs
 from pagegrid import money
+from pagegrid import outbox
 from pagegrid import probes
 from pagegrid import proxies
 from pagegrid import requestlog
@@ -84,6 +85,7 @@ def create_app(test_config: dict | None = None) -> Flask:
     app.register_blueprint(dashboard.bp)
     app.register_blueprint(admin.bp)
     app.register_blueprint(webhooks.bp)
+    outbox.init_app(app)
     # The site's money filters, for every blueprint's templates (the rules are in pagegrid.money).
     app.add_template_filter(money.format_usd, "usd")
     app.add_template_filter(money.format_per_mtok, "per_mtok")

@@ -50,6 +50,7 @@ ACTIONS = (
     "upstream.delete", "topup_code.create", "encryption_key.rotate",
     "catalog.create", "catalog.sync", "price_rule.set", "price_rule.delete",
     "price_group.create", "price_group.edit", "user.price_group",
+    "user.password_reset_link",
 )
 
 

@@ -11,6 +11,7 @@ balance covers the request's whole hold, so it never goes below zero.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
 import secrets
@@ -27,6 +28,7 @@ from sqlalchemy import select
 from sqlalchemy import update
 from sqlalchemy.exc import IntegrityError
 
+from pagegrid import alerts
 from pagegrid import metrics
 from pagegrid import requestlog
 from pagegrid.errors import InsufficientBalance
@@ -114,6 +116,9 @@ _TAKE_HOLD = (_HOLDS.delete().where(_HOLDS.c.request_id == bindparam("p_rid"))
 _CHARGE = (_USERS.update().where(_USERS.c.id == bindparam("p_uid"))
            .values(balance_nanos=_USERS.c.balance_nanos - bindparam("p_cost"),
                    held_nanos=_USERS.c.held_nanos - bindparam("p_held")))
+# Settlement also reads back what the low-balance alert needs (alerts.after_charge): no extra query.
+_CHARGE_RETURNING = _CHARGE.returning(_USERS.c.balance_nanos, _USERS.c.held_nanos,
+                                      _USERS.c.alert_threshold_nanos, _USERS.c.alert_armed)
 _LEDGER_HAS = select(_LEDGER.c.id).where(_LEDGER.c.request_id == bindparam("p_rid"))
 _TOUCH_KEY = (ApiKey.__table__.update().where(ApiKey.__table__.c.id == bindparam("p_kid"))
               .values(last_used_at=bindparam("p_now")))
@@ -246,7 +251,9 @@ def settle(charge: Charge) -> int | None:
         return None
     cost = charge.cost()
     usage = charge.usage
-    db.session.execute(_CHARGE, {"p_uid": charge.user_id, "p_cost": cost, "p_held": held or 0})
+    wallet = db.session.execute(_CHARGE_RETURNING,
+                                {"p_uid": charge.user_id, "p_cost": cost, "p_held": held or 0}).one()
+    alerts.after_charge(charge.user_id, *wallet)
     now = utcnow()
     count_settled(charge.api_key_id, usage.total_tokens, cost, now)
     db.session.execute(_TOUCH_KEY, {"p_kid": charge.api_key_id, "p_now": now})
@@ -261,6 +268,7 @@ def settle(charge: Charge) -> int | None:
         "amount_nanos": -cost, "status": charge.status, "started_at": charge.started_at,
         "created_at": now, "hold_nanos": charge.hold_nanos, "over_hold": over_hold,
         "detail": charge.detail(), "upstream": charge.upstream,
+        "rates": dataclasses.asdict(charge.price),
         "attempts": charge.attempts})
     requestlog.settled(charge, cost, now)  # its request log row, in this same transaction
     try:
@@ -293,6 +301,7 @@ def credit(user_id: int, amount_nanos: int, note: str | None = None, *, kind: st
         .values(balance_nanos=User.balance_nanos + amount_nanos)
         .execution_options(synchronize_session=False))
     db.session.add(entry)
+    alerts.after_credit(user_id)
     if commit:
         db.session.commit()
     return entry

@@ -17,6 +17,7 @@ from flask import current_app
 from flask.cli import with_appcontext
 from flask_migrate import upgrade
 from sqlalchemy import Text
+from sqlalchemy import func
 from sqlalchemy import select
 from sqlalchemy import type_coerce
 from werkzeug.security import generate_password_hash
@@ -29,6 +30,7 @@ from pagegrid import billing
 from pagegrid import cli_catalog
 from pagegrid import cli_groups
 from pagegrid import crypto
+from pagegrid import outbox
 from pagegrid import passwords
 from pagegrid import payments
 from pagegrid import requestlog
@@ -43,6 +45,7 @@ from pagegrid.keys import is_expired
 from pagegrid.keys import update_settings
 from pagegrid.models import ApiKey
 from pagegrid.models import OneTimeSecret
+from pagegrid.models import OutboxMessage
 from pagegrid.models import Upstream
 from pagegrid.models import User
 from pagegrid.models import utcnow
@@ -350,13 +353,24 @@ def settle_pending_command() -> None:
         raise SystemExit(1)
 
 
+@click.command("send-outbox")
+@with_appcontext
+def send_outbox_command() -> None:
+    """Send the alert and password-reset emails and webhooks that are due, dead workers' too."""
+    outbox.deliver_due(current_app._get_current_object())  # type: ignore[attr-defined]  # a LocalProxy
+    waiting = db.session.scalar(select(func.count()).select_from(OutboxMessage).where(
+        OutboxMessage.sent_at.is_(None), OutboxMessage.failed_at.is_(None)))
+    click.echo(f"{waiting} messages still waiting for a retry")
+
+
 @click.command("rotate-encryption-key")
 @with_appcontext
 def rotate_encryption_key_command() -> None:
     """Re-encrypt every stored secret under the first key of PAGEGRID_ENCRYPTION_KEY."""
     count = 0
     for column in (Upstream.__table__.c.api_key, OneTimeSecret.__table__.c.value,
-                   User.__table__.c.totp_secret):
+                   User.__table__.c.totp_secret, User.__table__.c.alert_webhook_secret,
+                   OutboxMessage.__table__.c.body):
         table = column.table
         raw = (table.select().with_only_columns(table.c.id, type_coerce(column, Text))
                .where(column.is_not(None)))
@@ -427,7 +441,7 @@ def register(app: Flask) -> None:
     """Add the commands to ``app.cli``."""
     for command in (init_db_command, create_user_command, ensure_admin_command, credit_command,
                     create_key_command, list_keys_command, set_key_limits_command, balance_command,
-                    release_holds_command, settle_pending_command,
+                    release_holds_command, settle_pending_command, send_outbox_command,
                     rotate_encryption_key_command, reset_password_command, add_upstream_command,
                     list_upstreams_command, set_upstream_command, disable_2fa_command, prune_command,
                     prune_responses_command, backup_command):

@@ -123,6 +123,18 @@ def from_environ(instance_path: Path) -> dict:
         # How long stored Responses API responses are kept (prune-responses, init-db).
         "PAGEGRID_RESPONSES_RETENTION_DAYS": retention_days(
             "PAGEGRID_RESPONSES_RETENTION_DAYS", env("PAGEGRID_RESPONSES_RETENTION_DAYS") or "30"),
+        # Email (low-balance alerts, password resets): off without an SMTP URL (mail.py).
+        "PAGEGRID_SMTP_URL": env("PAGEGRID_SMTP_URL") or None,
+        "PAGEGRID_MAIL_FROM": env("PAGEGRID_MAIL_FROM") or "pagegrid@localhost",
+        # Alert webhooks may go to loopback and private addresses over http (tests, closed networks).
+        "PAGEGRID_ALERT_WEBHOOK_ALLOW_PRIVATE": flag(env("PAGEGRID_ALERT_WEBHOOK_ALLOW_PRIVATE")),
+        # The outbox's first retry delay in seconds, doubling per failure (outbox.py).
+        "PAGEGRID_OUTBOX_RETRY_SECONDS": float(env("PAGEGRID_OUTBOX_RETRY_SECONDS") or 30),
+        "PAGEGRID_PASSWORD_RESET_MINUTES": int(env("PAGEGRID_PASSWORD_RESET_MINUTES") or 30),
+        # Forgot-password requests, per email and per client IP (throttle.py), counted whether or
+        # not the email has an account.
+        "PAGEGRID_RESET_EMAIL_LIMITS": "3/hour;10/day",
+        "PAGEGRID_RESET_IP_LIMITS": "10/hour;50/day",
         # Set by gunicorn.conf.py for its workers: prometheus_client's multiprocess mode.
         "PROMETHEUS_MULTIPROC_DIR": env("PROMETHEUS_MULTIPROC_DIR") or None,
     }

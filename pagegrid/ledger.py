@@ -39,6 +39,7 @@ class Filters:
     model: str | None = None
     start: date | None = None
     end: date | None = None
+    kind: str | None = None  # usage, credit, topup, refund
 
 
 def _where(user_id: int, filters: Filters) -> list:
@@ -47,6 +48,8 @@ def _where(user_id: int, filters: Filters) -> list:
         conditions.append(LedgerEntry.api_key_id == filters.key_id)
     if filters.model:
         conditions.append(LedgerEntry.model == filters.model)
+    if filters.kind:
+        conditions.append(LedgerEntry.kind == filters.kind)
     if filters.start:
         conditions.append(LedgerEntry.created_at >= _midnight(filters.start))
     if filters.end:

@@ -63,6 +63,13 @@ class User(UserMixin, Model):
     totp_last_step: Mapped[int | None] = mapped_column(BigInteger)
     # Its price group (pricegroups.py): every charge and hold is the list cost times the group's multiplier.
     price_group_id: Mapped[int | None] = mapped_column(ForeignKey("price_groups.id"), index=True)
+    # Low-balance alert (alerts.py): off while the threshold is None. ``alert_armed`` is cleared by
+    # the one settlement that takes the available balance below the threshold (a conditional
+    # UPDATE: one alert however many settle at once) and set again by a credit that lifts it back.
+    alert_threshold_nanos: Mapped[int | None] = mapped_column(BigInteger)
+    alert_armed: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
+    alert_webhook_url: Mapped[str | None] = mapped_column(Text)
+    alert_webhook_secret: Mapped[str | None] = mapped_column(EncryptedText)  # signs the webhook
 
     @property
     def is_active(self) -> bool:  # Flask-Login: disabled users cannot log in
@@ -280,6 +287,8 @@ class LedgerEntry(Model):
     # The upstream account that served a charge, and how many accounts were tried for it.
     upstream: Mapped[str | None] = mapped_column(String(100))
     attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # The model's prices the charge applied, nano-USD per token by kind (billing.Price's fields).
+    rates: Mapped[dict | None] = mapped_column(JSON)
 
     __table_args__ = (Index("ix_ledger_user_created", "user_id", "created_at"),)
 
@@ -375,6 +384,46 @@ class RecoveryCode(Model):
     code_hash: Mapped[str] = mapped_column(String(64))
     used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class OutboxMessage(Model):
+    """An email or webhook POST to send after the commit that caused it (outbox.py).
+
+    Written in the transaction of its cause, sent off the request path, retried with backoff;
+    ``body`` is encrypted (a password reset link is a secret) and cleared once sent.
+    """
+
+    __tablename__ = "outbox"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16))  # email | webhook
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    target: Mapped[str] = mapped_column(Text)  # an email address or a URL
+    subject: Mapped[str] = mapped_column(String(255))  # the email's subject, the webhook's event type
+    body: Mapped[str | None] = mapped_column(EncryptedText)
+    attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    next_attempt_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    # A sender took it until then (another worker skips it; a dead sender's claim lapses).
+    claimed_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    sent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    failed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))  # gave up
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+    __table_args__ = (Index("ix_outbox_due", "sent_at", "failed_at", "next_attempt_at"),)
+
+
+class PasswordReset(Model):
+    """A forgotten-password link: single use, expiring; only the token's sha256 is stored."""
+
+    __tablename__ = "password_resets"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
 class AuditEntry(Model):

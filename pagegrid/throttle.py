@@ -68,6 +68,24 @@ def succeeded(email: str, ip: str) -> None:
     _clear(_keys(email, ip))
 
 
+# Forgot-password requests: every request counts (known email or not, so the limit says nothing
+# about which emails have accounts), per email and per client IP.
+
+def _reset_keys(email: str, ip: str) -> list[tuple[str, list[RateLimitItem]]]:
+    return [(f"reset-email:{email.strip().lower()}", _tiers("PAGEGRID_RESET_EMAIL_LIMITS")),
+            (f"reset-ip:{ip}", _tiers("PAGEGRID_RESET_IP_LIMITS"))]
+
+
+def reset_retry_after(email: str, ip: str) -> int:
+    """Seconds until another reset email may be asked for this email from this IP; 0 when now."""
+    return _retry_after(_reset_keys(email, ip))
+
+
+def reset_requested(email: str, ip: str) -> None:
+    """Count a forgot-password request."""
+    _hit(_reset_keys(email, ip))
+
+
 # Two-factor codes: only someone who has the password gets to guess one, so besides the
 # (account, IP) tiers each account has a budget across all IPs that keeps a guesser spread over
 # many addresses far from the million codes (30 a day: about one chance in 10,000 a day).

@@ -34,6 +34,8 @@ from pagegrid.models import Hold
 from pagegrid.models import KeyUsage
 from pagegrid.models import LedgerEntry
 from pagegrid.models import OneTimeSecret
+from pagegrid.models import OutboxMessage
+from pagegrid.models import PasswordReset
 from pagegrid.models import PriceGroup
 from pagegrid.models import PriceRule
 from pagegrid.models import RecoveryCode
@@ -121,9 +123,9 @@ def app(database_url: str, fake_upstream: FakeUpstream, tmp_path: Path):
     })
     app.test_client_class = ReadingClient
     with app.app_context():
-        for table in (StoredResponse, RequestLogEntry, AuditEntry, RecoveryCode, OneTimeSecret, LedgerEntry,
-                      Hold, KeyUsage, TopUpCode, StripeTopUp, ApiKey, User, PriceGroup, Upstream,
-                      UpstreamStatus, CatalogModel, PriceRule):
+        for table in (StoredResponse, RequestLogEntry, AuditEntry, RecoveryCode, OneTimeSecret, OutboxMessage,
+                      PasswordReset, LedgerEntry, Hold, KeyUsage, TopUpCode, StripeTopUp, ApiKey, User,
+                      PriceGroup, Upstream, UpstreamStatus, CatalogModel, PriceRule):
             db.session.execute(delete(table))
         db.session.commit()
         seed_catalog()

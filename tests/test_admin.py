@@ -95,6 +95,7 @@ def admin_requests(app: Flask, user_id: int, upstream_id: int) -> Iterator[tuple
                                   ("POST", "/admin/upstreams/spare/disable")],
         "admin.upstream_delete": [("POST", f"/admin/upstreams/{upstream_id}/delete")],
         "admin.audit": [("GET", "/admin/audit")],
+        "admin.request_page": [("GET", "/admin/requests/req_x")],
         "admin.user_two_factor_off": [("POST", f"/admin/users/{user_id}/two-factor/off")],
         "admin.groups": [("GET", "/admin/groups"), ("POST", "/admin/groups")],
         "admin.group_edit": [("GET", "/admin/groups/1/edit"), ("POST", "/admin/groups/1/edit")],

@@ -26,8 +26,9 @@ from tests.test_browser import SHOTS
 from tests.test_browser import log_in
 
 ADMIN = "operations-lead@example-enterprise.com"
-# (name, path, amounts): the path may name {user} (the admin's own account) and {key} (one of its
-# keys); ``amounts`` is how many ledger amounts the page shows at least (checked on screen at 390 px).
+# (name, path, amounts): the path may name {user} (the admin's own account), {key} (one of its
+# keys) and {request} (one of its charged requests); ``amounts`` is how many ledger amounts the
+# page shows at least (checked on screen at 390 px).
 PAGES = (
     ("dashboard", "/dashboard", 2),
     ("keys", "/keys", 0),
@@ -36,10 +37,14 @@ PAGES = (
     ("usage", "/usage", 0),
     ("activity", "/activity", 2),
     ("account", "/account/password", 0),
+    ("alerts", "/account/alerts", 0),
+    ("request", "/activity/{request}", 0),
     ("admin-users", "/admin/", 0),
     ("admin-overview", "/admin/overview", 0),
     ("admin-requests", "/admin/requests", 2),
     ("admin-user", "/admin/users/{user}", 2),
+    ("admin-request", "/admin/requests/{request}", 0),
+    ("admin-groups", "/admin/groups", 0),
     ("admin-key", "/admin/keys/{key}/edit", 0),
     ("admin-models", "/admin/models", 0),
     ("admin-upstreams", "/admin/upstreams", 0),
@@ -149,7 +154,7 @@ def busy_admin(app, wallets, sdk, fake_upstream):
     wallets.user("0", email="someone-with-a-long-address@example-enterprise.com")
     with app.app_context():
         key_id = db.session.scalar(select(ApiKey.id).where(ApiKey.user_id == user_id))
-    return {"user": user_id, "key": key_id}
+    return {"user": user_id, "key": key_id, "request": wallets.charges(user_id)[0].request_id}
 
 
 @needs_chromium

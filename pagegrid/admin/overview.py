@@ -15,6 +15,7 @@ from datetime import datetime
 from datetime import time
 from datetime import timedelta
 
+from flask import abort
 from flask import flash
 from flask import render_template
 from flask import request
@@ -24,6 +25,7 @@ from sqlalchemy import select
 
 from pagegrid import activity
 from pagegrid import pricelist
+from pagegrid import request_detail
 from pagegrid.admin import bp
 from pagegrid.billing import Price
 from pagegrid.charts import bar_chart
@@ -216,6 +218,15 @@ def overview() -> str:
                               title="Requests per day", describe=lambda v: f"{v:,}"),
     }
     return render_template("admin/overview.html", n=numbers, charts=charts)
+
+
+@bp.get("/requests/<path:request_id>")
+def request_page(request_id: str) -> str:
+    """Any user's request in full."""
+    record = request_detail.find(request_id)
+    if record is None:
+        abort(404)
+    return render_template("admin/request.html", record=record)
 
 
 @bp.get("/requests")

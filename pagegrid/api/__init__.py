@@ -30,7 +30,7 @@ _ANTHROPIC_PATH = re.compile(r"^(/v1)*/messages(/|$)")
 # Paths of both dialects: their errors follow the request's headers.
 _EITHER_DIALECT_PATH = re.compile(r"^(/v1)*/key$")
 # The API also answers without /v1 (a base URL of the bare host in the OpenAI SDK and AI SDK).
-ROOT_FORMS = ("/messages", "/chat/", "/responses", "/models", "/completions", "/embeddings")
+ROOT_FORMS = ("/messages", "/chat/", "/responses", "/models", "/completions", "/embeddings", "/requests/")
 ROOT_PATHS = ("/v1", "/key")  # exactly these (the dashboard owns /keys)
 
 
@@ -152,5 +152,6 @@ def _rate_limit_headers(response: Response) -> Response:
 from pagegrid.api import catalog  # noqa: E402,F401
 from pagegrid.api import chat  # noqa: E402,F401
 from pagegrid.api import key  # noqa: E402,F401
+from pagegrid.api import lookup  # noqa: E402,F401
 from pagegrid.api import messages  # noqa: E402,F401
 from pagegrid.api import responses  # noqa: E402,F401

@@ -66,6 +66,7 @@ from pagegrid.extensions import db
 from pagegrid.keys import KeyContext
 from pagegrid.keys import authenticate as authenticate_key
 from pagegrid.models import utcnow
+from pagegrid.money import format_usd
 from pagegrid.pool import Account
 from pagegrid.pricegroups import LIST_PRICES
 from pagegrid.pricegroups import Multiplier
@@ -82,6 +83,8 @@ from pagegrid.upstream.errors import stream_start_error
 log = logging.getLogger(__name__)
 
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+# On every charged non-streaming answer: the charge in USD with all 9 decimals (``0.000812500``).
+COST_HEADER = "pagegrid-cost-usd"
 
 
 @dataclass(frozen=True)
@@ -286,9 +289,14 @@ def relay(admitted: Admitted, outbound: Outbound, accounts: Route) -> Response:
             payload, usage = adaptor.response(call, reply.read())
         except (ValueError, TypeError, AttributeError, KeyError):
             raise UpstreamError("The upstream provider answered with a malformed body.") from None
-        response = Response(payload, mimetype="application/json")
-        # Charged once the answer is on its way: the client does not wait for the ledger write.
-        response.call_on_close(partial(settle, app, admitted, usage, "complete"))
+        charge = charge_for(admitted, usage, "complete")
+        # The exact charge: the ledger row's amount is -charge.cost() whenever it is written
+        # (now, or replayed from the journal), so the header is known before the write. It is
+        # written once the answer is on its way: the client does not wait for the ledger.
+        response = Response(payload, mimetype="application/json",
+                            headers={COST_HEADER: format_usd(charge.cost(), exact=True, symbol=False,
+                                                             grouping=False)})
+        response.call_on_close(partial(settle, app, admitted, charge))
         handed_off = True
         return response
     finally:
@@ -386,19 +394,24 @@ def first_event(reply: UpstreamReply) -> tuple[list[bytes], dict | None]:
 
 
 # 7 -----------------------------------------------------------------------------------------------
-def settle(app: Flask, admitted: Admitted, usage: Usage, status: str) -> None:
-    """Charge exactly once, now or (database trouble) from the journal; never raises."""
+def charge_for(admitted: Admitted, usage: Usage, status: str) -> billing.Charge:
+    """What the request is charged for ``usage`` (plain values: it may wait in the journal)."""
     for tool, uses in admitted.fixed_tools.items():
         usage.server_tools[tool] = max(usage.server_tools.get(tool, 0), uses)
     model = admitted.model
-    _free_slot(app, admitted)
     account = admitted.account
-    settlements(app).settle(billing.Charge(
+    return billing.Charge(
         request_id=admitted.request_id, user_id=admitted.user_id, api_key_id=admitted.key_id,
         model=model.id, usage=usage, price=model.price, status=status, started_at=admitted.started_at,
         hold_nanos=admitted.hold_nanos, tool_prices=dict(TOOL_FEES.get(model.provider, {})),
         upstream=account.name if account is not None else None, attempts=admitted.attempts,
-        multiplier=admitted.multiplier))
+        multiplier=admitted.multiplier)
+
+
+def settle(app: Flask, admitted: Admitted, charge: billing.Charge) -> None:
+    """Charge exactly once, now or (database trouble) from the journal; never raises."""
+    _free_slot(app, admitted)
+    settlements(app).settle(charge)
 
 
 def release(app: Flask, admitted: Admitted) -> None:
@@ -456,7 +469,7 @@ def relay_stream(app: Flask, admitted: Admitted, reply: UpstreamReply, head: lis
             status = "upstream_error"
         else:
             status = "client_aborted"
-        settle(app, admitted, meter.billable(), status)
+        settle(app, admitted, charge_for(admitted, meter.billable(), status))
 
 
 def _step(event: SSEEvent, meter: Meter, plan: StreamPlan) -> bytes:

@@ -53,9 +53,11 @@ def overview() -> str:
 
 # Views register themselves on ``bp``.
 from pagegrid.dashboard import activity  # noqa: E402,F401
+from pagegrid.dashboard import alerts  # noqa: E402,F401
 from pagegrid.dashboard import auth  # noqa: E402,F401
 from pagegrid.dashboard import docs  # noqa: E402,F401
 from pagegrid.dashboard import keys  # noqa: E402,F401
+from pagegrid.dashboard import reset  # noqa: E402,F401
 from pagegrid.dashboard import two_factor  # noqa: E402,F401
 from pagegrid.dashboard import usage  # noqa: E402,F401
 from pagegrid.dashboard import wallet  # noqa: E402,F401

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from flask import abort
 from flask import flash
 from flask import render_template
 from flask import request
@@ -10,6 +11,7 @@ from flask_login import login_required
 
 from pagegrid import activity as requests_read
 from pagegrid import ledger
+from pagegrid import request_detail
 from pagegrid.dashboard import bp
 
 
@@ -25,3 +27,13 @@ def activity() -> str:
     query = {k: v for k, v in request.args.items() if k in requests_read.FILTER_NAMES and k != "user" and v}
     return render_template("dashboard/activity.html", page=page, query=query,
                            labels=ledger.key_labels(current_user.id))
+
+
+@bp.get("/activity/<path:request_id>")
+@login_required
+def request_page(request_id: str) -> str:
+    """One of the customer's own requests in full; anyone else's is 404."""
+    record = request_detail.find(request_id, user_id=current_user.id)
+    if record is None:
+        abort(404)
+    return render_template("dashboard/request.html", record=record)

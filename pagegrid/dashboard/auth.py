@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from urllib.parse import urlsplit
 
+from flask import current_app
 from flask import flash
 from flask import redirect
 from flask import render_template
@@ -17,6 +18,7 @@ from sqlalchemy import select
 from werkzeug.security import check_password_hash
 from werkzeug.security import generate_password_hash
 
+from pagegrid import mail
 from pagegrid import sessions
 from pagegrid import throttle
 from pagegrid.dashboard import bp
@@ -59,8 +61,8 @@ def login():  # noqa: ANN201 - a page or a redirect
         email, ip = form.email.data.strip().lower(), request.remote_addr or ""
         wait = throttle.retry_after(email, ip)
         if wait:  # refused before the password is checked: no guessing while waiting
-            flash(f"Too many failed logins from your address: try again in {_duration(wait)}.", "error")
-            page = render_template("dashboard/login.html", form=form)
+            flash(f"Too many failed logins from your address: try again in {duration(wait)}.", "error")
+            page = render_template("dashboard/login.html", form=form, forgot=mail.enabled(current_app.config))
             return page, 429, {"Retry-After": str(wait)}
         user = db.session.scalar(select(User).where(User.email == email))
         valid = check_password_hash(user.password_hash if user else _DUMMY_HASH, form.password.data)
@@ -74,10 +76,11 @@ def login():  # noqa: ANN201 - a page or a redirect
             throttle.failed(email, ip)
         flash("This account is disabled." if user is not None and valid else
               "Wrong email or password.", "error")
-    return render_template("dashboard/login.html", form=form), 200
+    return render_template("dashboard/login.html", form=form, forgot=mail.enabled(current_app.config)), 200
 
 
-def _duration(seconds: int) -> str:
+def duration(seconds: int) -> str:
+    """A wait in words: ``45 seconds``, ``3 minutes``."""
     if seconds < 90:
         return f"{seconds} seconds"
     return f"{math.ceil(seconds / 60)} minutes"

@@ -19,6 +19,7 @@ from flask_login import current_user
 from pagegrid import billing
 from pagegrid import bounds
 from pagegrid import limits
+from pagegrid import mail
 from pagegrid import payments
 from pagegrid import pricegroups
 from pagegrid.catalog import ModelEntry
@@ -163,9 +164,8 @@ def _models_extra(base: str, models: list[ModelEntry]) -> dict:
 
 
 def _wallet_extra(base: str, models: list[ModelEntry]) -> dict:
-    if not payments.enabled():
-        return {"card_payments": None}
-    return {"card_payments": tuple(format_usd(n) for n in payments.amount_limits())}
+    card = tuple(format_usd(n) for n in payments.amount_limits()) if payments.enabled() else None
+    return {"card_payments": card, "mail": mail.enabled(current_app.config)}
 
 
 PAGE_EXTRAS: dict[str, Callable[[str, list[ModelEntry]], dict]] = {

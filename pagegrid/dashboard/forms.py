@@ -6,6 +6,7 @@ from flask_wtf import FlaskForm
 from wtforms import DateField
 from wtforms import EmailField
 from wtforms import Field
+from wtforms import HiddenField
 from wtforms import PasswordField
 from wtforms import SelectField
 from wtforms import StringField
@@ -43,6 +44,37 @@ class PasswordForm(FlaskForm):
     """Change one's own password."""
 
     current = PasswordField("Current password", validators=[DataRequired()])
+    new = PasswordField("New password", validators=[DataRequired()])
+    confirm = PasswordField("Repeat the new password",
+                            validators=[DataRequired(), EqualTo("new", message="The passwords differ.")])
+
+    def __init__(self, *args, email: str = "", **kwargs) -> None:  # noqa: ANN002,ANN003
+        super().__init__(*args, **kwargs)
+        self.email = email
+
+    def validate_new(self, field: Field) -> None:
+        """Long, not the email, not easy to guess (passwords.py)."""
+        for problem in passwords.problems(field.data or "", self.email):
+            raise ValidationError(problem)
+
+
+class AlertForm(FlaskForm):
+    """The low-balance alert: a threshold in USD (empty: off) and an optional webhook URL."""
+
+    threshold = StringField("Alert below (USD)", validators=[Optional(), Length(max=20)])
+    webhook_url = StringField("Webhook URL (optional)", validators=[Optional(), Length(max=2000)])
+
+
+class ForgotForm(FlaskForm):
+    """The email of an account whose password is forgotten."""
+
+    email = EmailField("Email", validators=[DataRequired(), Length(max=255)])
+
+
+class ResetForm(FlaskForm):
+    """A new password, set through a reset link (the token travels in a hidden field)."""
+
+    token = HiddenField(validators=[DataRequired(), Length(max=100)])
     new = PasswordField("New password", validators=[DataRequired()])
     confirm = PasswordField("Repeat the new password",
                             validators=[DataRequired(), EqualTo("new", message="The passwords differ.")])

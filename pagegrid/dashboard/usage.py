@@ -20,6 +20,7 @@ from pagegrid.models import utcnow
 from pagegrid.money import format_usd
 
 DAYS = 30
+RECENT = 10  # the latest charges, each a link to its request
 
 
 def _range(form: UsageFilterForm) -> tuple[date, date]:
@@ -59,4 +60,9 @@ def usage() -> str:
                            spend_chart=spend_chart, token_chart=token_chart,
                            by_model=ledger.usage_by(current_user.id, "model", start, end, key_id),
                            by_key=ledger.usage_by(current_user.id, "key", start, end, key_id),
-                           start=start, end=end, key_label=labels.get(key_id) if key_id else None)
+                           start=start, end=end, key_label=labels.get(key_id) if key_id else None,
+                           recent=ledger.history(current_user.id,
+                                                 ledger.Filters(key_id=key_id, start=start, end=end,
+                                                                kind="usage"),
+                                                 page=1, per_page=RECENT),
+                           labels=labels)
