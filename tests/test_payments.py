@@ -10,6 +10,7 @@ import threading
 import time
 from pathlib import Path
 
+import anthropic
 import pytest
 import requests
 from sqlalchemy import select
@@ -21,6 +22,7 @@ from tests import fake_stripe
 from tests.fake_stripe import FakeStripe
 from tests.fake_stripe import event
 from tests.fake_stripe import signature
+from tests.fake_upstream import message
 from tests.test_browser import CHROMIUM
 from tests.test_browser import FLAGS
 from tests.test_browser import SHOTS
@@ -347,7 +349,10 @@ def test_an_expired_checkout_is_shown_and_never_credited(app, stripe_api, custom
 
 @pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="needs Debian's chromium (.ci/run installs it)")
 @pytest.mark.parametrize("width", [390, 1366, 1920])
-def test_browser_journey_through_the_fake_checkout(app, stripe_api, live_server, wallets, width):
+def test_browser_journey_through_the_fake_checkout(app, stripe_api, live_server, wallets, fake_upstream,
+                                                    width):
+    """Top up through the fake Checkout, make a key with a dollar budget, spend it through the real
+    SDK until the budget refuses, and open the charge's request page from the wallet, at three widths."""
     from playwright.sync_api import sync_playwright
 
     app.config["PAGEGRID_PUBLIC_URL"] = live_server
@@ -372,6 +377,37 @@ def test_browser_journey_through_the_fake_checkout(app, stripe_api, live_server,
         assert page.inner_text("#topups tbody tr").count("paid") == 1
         assert page.evaluate("() => document.documentElement.scrollWidth - window.innerWidth") <= 0
         page.screenshot(path=str(SHOTS / f"payments-wallet-paid-{width}.png"), full_page=True)
+
+        page.goto("/keys")
+        page.fill("input[name=name]", "budgeted")
+        page.fill("input[name=budget_nanos]", "0.005")
+        page.select_option("select[name=budget_period]", "day")
+        page.click("form[action$='/keys'] button[type=submit]")
+        secret = page.inner_text("#secret-value")
+        assert "$0.01 / day" in page.inner_text("#keys")  # the summary rounds; the title is exact
+        fake_upstream.reply(message("Paid for", input_tokens=1200, output_tokens=300,
+                                    model="claude-sonnet-4-6"))
+        client = anthropic.Anthropic(api_key=secret, base_url=live_server, max_retries=0)
+        ask = {"model": "claude-sonnet-4-6", "max_tokens": 500,
+               "messages": [{"role": "user", "content": "Hi"}]}
+        reply = client.messages.with_raw_response.create(**ask)
+        cost = 1200 * 3000 + 300 * 15000  # $0.0081: over the $0.005 budget, by less than one hold
+        assert reply.headers["pagegrid-cost-usd"] == f"{cost / 1e9:.9f}"
+        with pytest.raises(anthropic.RateLimitError, match="budget"):
+            client.messages.create(**ask)
+
+        page.goto("/wallet")
+        link = page.locator(f"a:has-text('{reply.headers['request-id']}')").first
+        for _ in range(50):  # settlement follows the reply
+            if link.count():
+                break
+            page.wait_for_timeout(100)
+            page.reload()
+        link.click()
+        page.wait_for_selector("#request-cost")
+        assert page.inner_text("#request-cost") == f"${cost / 1e9:.9f}"
+        assert page.evaluate("() => document.documentElement.scrollWidth - window.innerWidth") <= 0
+        page.screenshot(path=str(SHOTS / f"payments-request-{width}.png"), full_page=True)
         browser.close()
-    assert wallets.balance(user_id) == 25 * 10**9
+    assert wallets.balance(user_id) == 25 * 10**9 - cost
     wallets.assert_consistent(user_id)
