@@ -42,6 +42,8 @@ def post(url: str, body: bytes, headers: Mapping[str, str], *, connect_timeout: 
     try:
         response = _pools.urlopen("POST", url, body=body, headers=headers, redirect=False,
                                   preload_content=False, timeout=_timeout(connect_timeout, read_timeout))
+    except urllib3.exceptions.NewConnectionError:  # refused (urllib3 makes it a ConnectTimeoutError)
+        raise UpstreamError("Could not reach the upstream provider.") from None
     except urllib3.exceptions.ConnectTimeoutError:
         raise UpstreamTimeout(
             f"The upstream provider did not accept a connection within {connect_timeout:g}s.") from None
