@@ -478,7 +478,7 @@ def report(r: dict) -> str:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--runs", type=int, default=5, help="CPU: runs per path (the median is reported)")
-    parser.add_argument("--cpu-requests", type=int, default=40, help="CPU: sequential requests per run")
+    parser.add_argument("--cpu-requests", type=int, default=100, help="CPU: sequential requests per run")
     parser.add_argument("--requests", type=int, default=200, help="c=1: measured requests per target")
     parser.add_argument("--warmup", type=int, default=20, help="c=1: warm-up requests per target")
     parser.add_argument("--per-client", type=int, default=20, help="c=50: requests per client")
