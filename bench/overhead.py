@@ -69,8 +69,6 @@ REPLIES: dict[str, tuple[str, list[bytes]]] = {
     "/v1/responses": (json.dumps(fu.openai_response(TEXT)),
                       fu.openai_response_events(fu.openai_response(TEXT))),
 }
-STREAM_CHUNKS = REPLIES["/v1/messages"][1]
-REPLY = REPLIES["/v1/messages"][0]
 END = {"/v1/messages": b"event: message_stop", "/v1/chat/completions": b"data: [DONE]",
        "/v1/responses": b"event: response.completed"}
 HOLD_TAG = "bench-hold-"  # metadata.user_id "bench-hold-<seconds>": the fake holds the stream open
