@@ -55,7 +55,7 @@ def micro(storage_uri: str, checks: int, warmup: int = 100) -> dict[str, float]:
 def gateway(fake: ob.fu.FakeUpstream, n: int, warmup: int, extra: dict[str, str]) -> float:
     """overhead.py's gateway with ``extra`` settings and one worker: non-streaming p50 overhead, ms."""
     with ob.running_gateway(fake.url, {"PAGEGRID_WORKERS": "1", **extra}) as (url, key):
-        return ob.measure(fake, url, key, n, warmup)["non_streaming"]["overhead_p50"]
+        return ob.measure(fake.url, url, key, n, warmup)["non_streaming"]["overhead_p50"]
 
 
 def drop_keys(url: str, prefix: str) -> int:

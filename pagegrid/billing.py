@@ -33,6 +33,7 @@ from pagegrid import metrics
 from pagegrid import requestlog
 from pagegrid.errors import InsufficientBalance
 from pagegrid.errors import RateLimited
+from pagegrid.extensions import core
 from pagegrid.extensions import db
 from pagegrid.extensions import rowcount
 from pagegrid.limits import count_settled
@@ -119,6 +120,7 @@ _CHARGE = (_USERS.update().where(_USERS.c.id == bindparam("p_uid"))
 # Settlement also reads back what the low-balance alert needs (alerts.after_charge): no extra query.
 _CHARGE_RETURNING = _CHARGE.returning(_USERS.c.balance_nanos, _USERS.c.held_nanos,
                                       _USERS.c.alert_threshold_nanos, _USERS.c.alert_armed)
+_INSERT_HOLD, _INSERT_LEDGER = _HOLDS.insert(), _LEDGER.insert()
 _LEDGER_HAS = select(_LEDGER.c.id).where(_LEDGER.c.request_id == bindparam("p_rid"))
 _TOUCH_KEY = (ApiKey.__table__.update().where(ApiKey.__table__.c.id == bindparam("p_kid"))
               .values(last_used_at=bindparam("p_now")))
@@ -134,20 +136,20 @@ def reserve(user_id: int, request_id: str, amount_nanos: int, *, api_key_id: int
     (PostgreSQL) or the write lock (SQLite) serialises a user's admissions and the count of the
     key's live holds is exact across every worker and instance. The caller commits.
     """
-    admitted = rowcount(db.session.execute(_RESERVE[overdraft], {"p_uid": user_id, "p_amount": amount_nanos}))
+    admitted = rowcount(core(_RESERVE[overdraft], {"p_uid": user_id, "p_amount": amount_nanos}))
     if admitted != 1:
         db.session.rollback()
         _refuse(user_id, amount_nanos, overdraft)
     now = utcnow()
     if concurrency and api_key_id is not None:
-        in_flight = db.session.execute(_IN_FLIGHT, {"p_kid": api_key_id, "p_now": now}).scalar_one()
+        in_flight = core(_IN_FLIGHT, {"p_kid": api_key_id, "p_now": now}).scalar_one()
         if in_flight >= concurrency:
             db.session.rollback()
             raise RateLimited(
                 f"Concurrency limit reached: this key allows {concurrency} requests in flight at "
                 "once (streams included). Retry when one of them has finished.",
                 headers={"retry-after": "1"}, limit="concurrency")
-    db.session.execute(_HOLDS.insert(), {
+    core(_INSERT_HOLD, {
         "request_id": request_id, "user_id": user_id, "api_key_id": api_key_id,
         "amount_nanos": amount_nanos, "created_at": now,
         "lease_until": now + timedelta(seconds=lease_seconds)})
@@ -174,14 +176,14 @@ def _refuse(user_id: int, amount_nanos: int, overdraft: str) -> None:
 
 def _take_hold(request_id: str) -> int | None:
     """Delete the request's hold and return its amount; None if there is none (any more)."""
-    return db.session.execute(_TAKE_HOLD, {"p_rid": request_id}).scalar_one_or_none()
+    return core(_TAKE_HOLD, {"p_rid": request_id}).scalar_one_or_none()
 
 
 def release(request_id: str, user_id: int) -> None:
     """Drop a hold without charging (the request failed before the upstream answered)."""
     held = _take_hold(request_id)
     if held is not None:
-        db.session.execute(_CHARGE, {"p_uid": user_id, "p_cost": 0, "p_held": held})
+        core(_CHARGE, {"p_uid": user_id, "p_cost": 0, "p_held": held})
     db.session.commit()
 
 
@@ -245,20 +247,20 @@ def settle(charge: Charge) -> int | None:
     ledger ``request_id`` makes a second settlement of the same request a no-op.
     """
     held = _take_hold(charge.request_id)
-    if held is None and db.session.execute(
+    if held is None and core(
             _LEDGER_HAS, {"p_rid": charge.request_id}).scalar() is not None:
         db.session.rollback()
         return None
     cost = charge.cost()
     usage = charge.usage
-    wallet = db.session.execute(_CHARGE_RETURNING,
-                                {"p_uid": charge.user_id, "p_cost": cost, "p_held": held or 0}).one()
-    alerts.after_charge(charge.user_id, *wallet)
+    wallet = core(_CHARGE_RETURNING, {"p_uid": charge.user_id, "p_cost": cost, "p_held": held or 0}).one()
+    alerts.after_charge(charge.user_id, wallet.balance_nanos, wallet.held_nanos,
+                        wallet.alert_threshold_nanos, wallet.alert_armed)
     now = utcnow()
     count_settled(charge.api_key_id, usage.total_tokens, cost, now)
-    db.session.execute(_TOUCH_KEY, {"p_kid": charge.api_key_id, "p_now": now})
+    core(_TOUCH_KEY, {"p_kid": charge.api_key_id, "p_now": now})
     over_hold = cost > charge.hold_nanos
-    db.session.execute(_LEDGER.insert(), {
+    core(_INSERT_LEDGER, {
         "request_id": charge.request_id, "user_id": charge.user_id, "kind": "usage",
         "api_key_id": charge.api_key_id, "model": charge.model,
         "input_tokens": usage.input_tokens, "output_tokens": usage.output_tokens,

@@ -13,6 +13,7 @@ from flask_migrate import Migrate
 from flask_sqlalchemy import SQLAlchemy
 from flask_wtf.csrf import CSRFProtect
 from sqlalchemy import CursorResult
+from sqlalchemy import Executable
 from sqlalchemy import MetaData
 from sqlalchemy import Result
 from sqlalchemy import Table
@@ -23,6 +24,16 @@ def rowcount(result: Result[Any]) -> int:
     """The rows an UPDATE or DELETE matched. ``Session.execute`` is typed as returning a Result;
     for a DML statement it returns a CursorResult, which has the count."""
     return cast("CursorResult[Any]", result).rowcount
+
+
+def core(statement: Executable, params: dict[str, Any] | None = None) -> CursorResult[Any]:
+    """Run a prebuilt Core statement on the session's connection, in the session's transaction.
+
+    The request path's statements name tables, never entities, so the ORM's execution layer
+    (``Session.execute``: compile-state plugins, autoflush, result wrapping) is pure CPU for
+    them; this skips it. Nothing is flushed first: use it where no ORM object is pending.
+    """
+    return db.session.connection().execute(statement, params)
 
 
 # Named constraints keep Alembic migrations identical on SQLite and PostgreSQL.

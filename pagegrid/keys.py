@@ -19,6 +19,7 @@ from werkzeug.datastructures import Headers
 from pagegrid import allowlist
 from pagegrid.errors import AuthenticationFailed
 from pagegrid.errors import PermissionDenied
+from pagegrid.extensions import core
 from pagegrid.extensions import db
 from pagegrid.models import ApiKey
 from pagegrid.models import PriceGroup
@@ -191,7 +192,7 @@ def key_context(headers: Mapping[str, str] | Headers) -> KeyContext:
     if not KEY_PATTERN.fullmatch(secret):
         raise AuthenticationFailed("Invalid API key format: keys are pg- followed by 64 hex characters.")
     digest = hash_key(secret)
-    key = db.session.execute(_KEY_LOOKUP, {"p_hash": digest}).first()
+    key = core(_KEY_LOOKUP, {"p_hash": digest}).first()
     # The index finds the row; the final comparison of digests runs in constant time.
     if key is None or not hmac.compare_digest(key.key_hash, digest):
         raise AuthenticationFailed("Invalid API key.")

@@ -31,6 +31,7 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.dialects import sqlite
 
 from pagegrid.errors import RateLimited
+from pagegrid.extensions import core
 from pagegrid.extensions import db
 from pagegrid.extensions import limiter
 from pagegrid.keys import BUDGET_PERIODS
@@ -235,7 +236,7 @@ def _statement(kind: str):  # noqa: ANN202 - a prebuilt Core statement
 def admit_request(key: KeyContext, moment: datetime) -> None:
     """Check the monthly tokens and count today's request, or raise RateLimited (no commit)."""
     if key.monthly_token_limit:
-        used = db.session.execute(_MONTH_TOKENS, {"p_kid": key.key_id,
+        used = core(_MONTH_TOKENS, {"p_kid": key.key_id,
                                                   "p_period": month_period(moment)}).scalar() or 0
         if used >= key.monthly_token_limit:
             raise _quota_refused(f"Monthly token limit reached: this key has used {used:,} of its "
@@ -243,7 +244,7 @@ def admit_request(key: KeyContext, moment: datetime) -> None:
                                  moment, _next_month(moment), "monthly_tokens")
     params = {"p_kid": key.key_id, "p_period": day_period(moment), "p_limit": key.daily_request_limit}
     kind = "count_below" if key.daily_request_limit else "count"
-    counted = db.session.execute(_statement(kind), params).scalar_one_or_none()
+    counted = core(_statement(kind), params).scalar_one_or_none()
     if counted is None:
         raise _quota_refused(f"Daily request limit reached: this key allows "
                              f"{key.daily_request_limit:,} requests per UTC day.",

@@ -38,6 +38,7 @@ from pagegrid.errors import DependencyDown
 from pagegrid.errors import GatewayError
 from pagegrid.errors import InsufficientBalance
 from pagegrid.errors import RateLimited
+from pagegrid.extensions import core
 from pagegrid.extensions import db
 from pagegrid.models import RequestLogEntry
 from pagegrid.models import utcnow
@@ -183,7 +184,7 @@ def settled(charge: Charge, cost_nanos: int, now: datetime) -> None:
     row.update(outcome=charge.status, input_tokens=tokens[0], output_tokens=tokens[1],
                cache_creation_input_tokens=tokens[2], cache_read_input_tokens=tokens[3],
                cost_nanos=cost_nanos)
-    db.session.execute(_INSERT, row)
+    core(_INSERT, row)
 
 
 def _row(facts: Facts) -> dict:

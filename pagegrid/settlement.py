@@ -143,6 +143,11 @@ class Settlements:
             self._in_flight[request_id] = None
         self._ensure_loop()
 
+    def in_flight(self, request_id: str) -> bool:
+        """``request_id`` holds money this process has neither settled, released nor journaled."""
+        with self._lock:
+            return request_id in self._in_flight
+
     def finished(self, request_id: str) -> None:
         """``request_id`` is settled or released (or queued for a retry)."""
         with self._lock:

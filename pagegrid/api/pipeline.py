@@ -435,7 +435,8 @@ def _free_slot(app: Flask, admitted: Admitted) -> None:
 
 def _release_unstarted(app: Flask, admitted: Admitted, reply: UpstreamReply) -> None:
     reply.close()
-    release(app, admitted)
+    if settlements(app).in_flight(admitted.request_id):  # else the stream settled: no round trip
+        release(app, admitted)
 
 
 def relay_stream(app: Flask, admitted: Admitted, reply: UpstreamReply, head: list[bytes],
