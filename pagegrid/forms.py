@@ -13,22 +13,43 @@ from flask_wtf import FlaskForm
 from wtforms import DateField
 from wtforms import Field
 from wtforms import IntegerField
+from wtforms import PasswordField
 from wtforms import SelectChoice  # type: ignore[attr-defined]  # WTForms 3.3 has it; types-WTForms 3.2 does not yet
 from wtforms import SelectField
 from wtforms import SelectMultipleField
 from wtforms import StringField
 from wtforms.validators import DataRequired
+from wtforms.validators import EqualTo
 from wtforms.validators import Length
 from wtforms.validators import NumberRange
 from wtforms.validators import Optional
 from wtforms.validators import ValidationError
 
 from pagegrid import allowlist
+from pagegrid import passwords
 from pagegrid.billing import usd_to_nanos
 from pagegrid.keys import BUDGET_PERIODS
 from pagegrid.models import utcnow
 from pagegrid.money import NANOS_PER_USD
 from pagegrid.money import exact_decimal
+
+
+class NewPasswordForm(FlaskForm):
+    """A new password typed twice, held to the password rules (passwords.py) against ``email``:
+    the base of changing one's own, a reset link's and the admin's reset."""
+
+    new = PasswordField("New password", validators=[DataRequired()])
+    confirm = PasswordField("Repeat the new password",
+                            validators=[DataRequired(), EqualTo("new", message="The passwords differ.")])
+
+    def __init__(self, *args: Any, email: str = "", **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.email = email
+
+    def validate_new(self, field: Field) -> None:
+        """Long, not the email, not easy to guess (passwords.py)."""
+        for problem in passwords.problems(field.data or "", self.email):
+            raise ValidationError(problem)
 
 
 class IpRangesField(StringField):

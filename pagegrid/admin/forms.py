@@ -17,7 +17,6 @@ from wtforms import SelectChoice  # type: ignore[attr-defined]  # WTForms 3.3 ha
 from wtforms import SelectField
 from wtforms import StringField
 from wtforms.validators import DataRequired
-from wtforms.validators import EqualTo
 from wtforms.validators import Length
 from wtforms.validators import NumberRange
 from wtforms.validators import Optional
@@ -26,6 +25,7 @@ from wtforms.validators import ValidationError
 from pagegrid import passwords
 from pagegrid.billing import price_per_mtok_to_nanos
 from pagegrid.billing import usd_to_nanos
+from pagegrid.forms import NewPasswordForm
 from pagegrid.models import utcnow
 
 EMAIL = re.compile(r"[^@\s]+@[^@\s]+")
@@ -107,21 +107,8 @@ class NewUserForm(FlaskForm):
             raise ValidationError(problem)
 
 
-class ResetPasswordForm(FlaskForm):
+class ResetPasswordForm(NewPasswordForm):
     """An admin sets a user's new password."""
-
-    new = PasswordField("New password", validators=[DataRequired()])
-    confirm = PasswordField("Repeat it",
-                            validators=[DataRequired(), EqualTo("new", message="The passwords differ.")])
-
-    def __init__(self, *args, email: str = "", **kwargs) -> None:  # noqa: ANN002,ANN003
-        super().__init__(*args, **kwargs)
-        self.email = email
-
-    def validate_new(self, field: Field) -> None:
-        """Long, not the user's email, not easy to guess (passwords.py)."""
-        for problem in passwords.problems(field.data or "", self.email):
-            raise ValidationError(problem)
 
 
 class CeilingsForm(FlaskForm):

@@ -11,13 +11,12 @@ from wtforms import PasswordField
 from wtforms import SelectField
 from wtforms import StringField
 from wtforms.validators import DataRequired
-from wtforms.validators import EqualTo
 from wtforms.validators import Length
 from wtforms.validators import Optional
 from wtforms.validators import ValidationError
 
-from pagegrid import passwords
 from pagegrid.forms import KeySettingsForm
+from pagegrid.forms import NewPasswordForm
 
 
 class LoginForm(FlaskForm):
@@ -40,22 +39,10 @@ class TwoFactorForm(FlaskForm):
     code = StringField("Code from the app", validators=[DataRequired(), Length(max=40)])
 
 
-class PasswordForm(FlaskForm):
+class PasswordForm(NewPasswordForm):
     """Change one's own password."""
 
     current = PasswordField("Current password", validators=[DataRequired()])
-    new = PasswordField("New password", validators=[DataRequired()])
-    confirm = PasswordField("Repeat the new password",
-                            validators=[DataRequired(), EqualTo("new", message="The passwords differ.")])
-
-    def __init__(self, *args, email: str = "", **kwargs) -> None:  # noqa: ANN002,ANN003
-        super().__init__(*args, **kwargs)
-        self.email = email
-
-    def validate_new(self, field: Field) -> None:
-        """Long, not the email, not easy to guess (passwords.py)."""
-        for problem in passwords.problems(field.data or "", self.email):
-            raise ValidationError(problem)
 
 
 class AlertForm(FlaskForm):
@@ -71,22 +58,10 @@ class ForgotForm(FlaskForm):
     email = EmailField("Email", validators=[DataRequired(), Length(max=255)])
 
 
-class ResetForm(FlaskForm):
+class ResetForm(NewPasswordForm):
     """A new password, set through a reset link (the token travels in a hidden field)."""
 
     token = HiddenField(validators=[DataRequired(), Length(max=100)])
-    new = PasswordField("New password", validators=[DataRequired()])
-    confirm = PasswordField("Repeat the new password",
-                            validators=[DataRequired(), EqualTo("new", message="The passwords differ.")])
-
-    def __init__(self, *args, email: str = "", **kwargs) -> None:  # noqa: ANN002,ANN003
-        super().__init__(*args, **kwargs)
-        self.email = email
-
-    def validate_new(self, field: Field) -> None:
-        """Long, not the email, not easy to guess (passwords.py)."""
-        for problem in passwords.problems(field.data or "", self.email):
-            raise ValidationError(problem)
 
 
 class NewKeyForm(KeySettingsForm):
