@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import TYPE_CHECKING
 from typing import Any
 from typing import ClassVar
@@ -17,7 +18,25 @@ from sqlalchemy import Executable
 from sqlalchemy import MetaData
 from sqlalchemy import Result
 from sqlalchemy import Table
+from sqlalchemy import delete
+from sqlalchemy import select
 from sqlalchemy.orm import DeclarativeBase
+
+
+def prune_before(table: Table, cutoff: datetime, batch: int) -> int:
+    """Delete ``table``'s rows created before ``cutoff`` (its ``created_at``); return how many.
+    Deletes ``batch`` ids per transaction, so a large first prune never holds the write lock
+    for long."""
+    removed = 0
+    while True:
+        ids = db.session.execute(select(table.c.id).where(table.c.created_at < cutoff)
+                                 .limit(batch)).scalars().all()
+        if not ids:
+            db.session.commit()
+            return removed
+        db.session.execute(delete(table).where(table.c.id.in_(ids)))
+        db.session.commit()
+        removed += len(ids)
 
 
 def rowcount(result: Result[Any]) -> int:

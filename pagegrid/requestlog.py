@@ -29,7 +29,6 @@ from flask import Response
 from flask import current_app
 from flask import g
 from flask import request
-from sqlalchemy import delete
 from sqlalchemy.engine import Engine
 
 from pagegrid import logs
@@ -40,6 +39,7 @@ from pagegrid.errors import InsufficientBalance
 from pagegrid.errors import RateLimited
 from pagegrid.extensions import core
 from pagegrid.extensions import db
+from pagegrid.extensions import prune_before
 from pagegrid.models import RequestLogEntry
 from pagegrid.models import utcnow
 
@@ -234,16 +234,4 @@ def prune(days: int | None = None, *, now: datetime | None = None) -> int:
     is never touched.
     """
     days = days or current_app.config["PAGEGRID_REQUEST_LOG_DAYS"]
-    cutoff = (now or utcnow()) - timedelta(days=days)
-    removed = 0
-    while True:
-        batch = db.session.execute(
-            _TABLE.select().with_only_columns(_TABLE.c.id).where(_TABLE.c.created_at < cutoff)
-            .limit(PRUNE_BATCH)).scalars().all()
-        if not batch:
-            db.session.commit()
-            return removed
-        db.session.execute(delete(RequestLogEntry).where(RequestLogEntry.id.in_(batch))
-                           .execution_options(synchronize_session=False))
-        db.session.commit()
-        removed += len(batch)
+    return prune_before(_TABLE, (now or utcnow()) - timedelta(days=days), PRUNE_BATCH)

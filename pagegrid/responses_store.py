@@ -26,13 +26,12 @@ from datetime import timedelta
 
 from flask import Flask
 from flask import current_app
-from sqlalchemy import delete
-from sqlalchemy import select
 
 from pagegrid.errors import InvalidRequest
 from pagegrid.errors import NotFound
 from pagegrid.errors import PreviousResponseNotFound
 from pagegrid.extensions import db
+from pagegrid.extensions import prune_before
 from pagegrid.json_types import JSON
 from pagegrid.models import StoredResponse
 from pagegrid.models import utcnow
@@ -242,15 +241,4 @@ def prune(days: int | None = None, *, now: datetime | None = None) -> int:
     """Delete stored responses older than ``days`` (PAGEGRID_RESPONSES_RETENTION_DAYS); return how
     many, deleting in batches so a large first prune never holds the write lock for long."""
     days = days or current_app.config["PAGEGRID_RESPONSES_RETENTION_DAYS"]
-    cutoff = (now or utcnow()) - timedelta(days=days)
-    removed = 0
-    while True:
-        batch = db.session.execute(select(StoredResponse.id).where(StoredResponse.created_at < cutoff)
-                                   .limit(PRUNE_BATCH)).scalars().all()
-        if not batch:
-            db.session.commit()
-            return removed
-        db.session.execute(delete(StoredResponse).where(StoredResponse.id.in_(batch))
-                           .execution_options(synchronize_session=False))
-        db.session.commit()
-        removed += len(batch)
+    return prune_before(StoredResponse.__table__, (now or utcnow()) - timedelta(days=days), PRUNE_BATCH)
