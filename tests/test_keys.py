@@ -122,7 +122,9 @@ def test_cli_expires_at_a_day_or_a_moment_renames_and_clears(app, runner, wallet
     assert clash.exit_code == 2
 
 
-def test_rename_and_expiry_on_the_key_page_are_audited(app, customer, client, wallets, frozen):
+def test_rename_and_expiry_on_the_key_page_are_audited(app, frozen, customer, client, wallets):
+    # ``frozen`` comes before ``customer``: the login is stamped at NOW, so the 12 hours below
+    # end it whatever the wall clock's time of day.
     user_id, browser, key_id, secret = customer
     page = f"/keys/{key_id}/edit"
     saved = browser.post(page, {"name": "  build server  ", "expires": "2026-12-20", "rpm": 10,
