@@ -35,7 +35,6 @@ from pagegrid.errors import InsufficientBalance
 from pagegrid.errors import RateLimited
 from pagegrid.extensions import core
 from pagegrid.extensions import db
-from pagegrid.extensions import rowcount
 from pagegrid.limits import count_settled
 from pagegrid.models import ApiKey
 from pagegrid.models import Hold
@@ -136,7 +135,7 @@ def reserve(user_id: int, request_id: str, amount_nanos: int, *, api_key_id: int
     (PostgreSQL) or the write lock (SQLite) serialises a user's admissions and the count of the
     key's live holds is exact across every worker and instance. The caller commits.
     """
-    admitted = rowcount(core(_RESERVE[overdraft], {"p_uid": user_id, "p_amount": amount_nanos}))
+    admitted = core(_RESERVE[overdraft], {"p_uid": user_id, "p_amount": amount_nanos}).rowcount
     if admitted != 1:
         db.session.rollback()
         _refuse(user_id, amount_nanos, overdraft)

@@ -262,7 +262,7 @@ def admit_budget(key: KeyContext, moment: datetime, hold_nanos: int, overdraft: 
     """
     if not key.budget_nanos or key.budget_period is None:
         return
-    spent, held = db.session.execute(_BUDGET_STATE, {
+    spent, held = core(_BUDGET_STATE, {
         "p_kid": key.key_id, "p_period": period_label(key.budget_period, moment)}).one()
     spent, held = spent or 0, int(held)  # PostgreSQL sums BIGINTs as NUMERIC
     others = held - hold_nanos
@@ -292,7 +292,7 @@ def admit_budget(key: KeyContext, moment: datetime, hold_nanos: int, overdraft: 
 def count_settled(api_key_id: int, tokens: int, cost_nanos: int, moment: datetime) -> None:
     """Add a settled request's tokens and cost to its key's day, week, month and all-time
     counters (no commit)."""
-    db.session.execute(_statement("settled"), [
+    core(_statement("settled"), [
         {"p_kid": api_key_id, "p_period": period, "p_tokens": tokens, "p_cost": cost_nanos}
         for period in (day_period(moment), week_period(moment), month_period(moment), TOTAL_PERIOD)])
 
