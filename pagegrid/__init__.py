@@ -47,6 +47,13 @@ ROOT = Path(__file__).resolve().parent.parent
 log = logging.getLogger(__name__)
 
 
+@limiter.request_filter
+def _api_path() -> bool:
+    """The API counts its own requests (limits.check_rate, per key): Flask-Limiter's per-route
+    check has no limits to find there, so it does not look."""
+    return api.is_api_path(request.path)
+
+
 def create_app(test_config: dict | None = None) -> Flask:
     """Build the app: config from the environment (or ``test_config``), extensions, blueprints."""
     app = Flask(__name__, instance_path=str(ROOT / "instance"),
@@ -69,7 +76,7 @@ def create_app(test_config: dict | None = None) -> Flask:
             event.listen(db.engine, "connect", _sqlite_pragmas)
     migrate.init_app(app, db, directory=str(ROOT / "migrations"), render_as_batch=True)
     login_manager.init_app(app)
-    sessions.init_app(app)
+    sessions.init_app(app, cookieless=api.is_api_path)
     headers.init_app(app)
     csrf.init_app(app)
     csrf.exempt(api.bp)  # API clients authenticate with keys, not cookies

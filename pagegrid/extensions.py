@@ -122,9 +122,8 @@ class _Prepared:
             for name, default in self.defaults:
                 params[name] = default.arg(None) if default.is_callable else default.arg
             for name, process in self.processors.items():
-                value = params.get(name)
-                if value is not None:
-                    params[name] = process(value)
+                if name in params:  # None too: a JSON column writes it as JSON null, as SQLAlchemy does
+                    params[name] = process(params[name])
         if self.order is not None:
             return tuple(params[name] for name in self.order)
         return params

@@ -30,6 +30,7 @@ from flask import current_app
 from pagegrid.errors import InvalidRequest
 from pagegrid.errors import NotFound
 from pagegrid.errors import PreviousResponseNotFound
+from pagegrid.extensions import core
 from pagegrid.extensions import db
 from pagegrid.extensions import prune_before
 from pagegrid.json_types import JSON
@@ -44,6 +45,7 @@ _ITEM_ID = re.compile(r"^[a-z]+_([0-9a-f]{24})_(in)?\d+$")
 _ITEM_PREFIX = {"message": "msg", "function_call": "fc", "function_call_output": "fco", "reasoning": "rs"}
 # A response is stored once it ended with output; a failed one is not.
 _FINAL = ("completed", "incomplete")
+_INSERT = StoredResponse.__table__.insert()  # built once (extensions.core)
 
 
 @dataclass(frozen=True)
@@ -160,23 +162,23 @@ class Keeper:
             return
         try:
             with self.app.app_context():
-                db.session.add(self._row(response_id, response))
+                core(_INSERT, self._row(response_id, response))
                 db.session.commit()
         except Exception:
             log.exception("could not store response %s", response_id)
 
-    def _row(self, response_id: str, response: JSON) -> StoredResponse:
-        row = StoredResponse(id=response_id, user_id=self.user_id, api_key_id=self.key_id,
-                             provider=self.provider, model=self.model, upstream=self.upstream,
-                             previous_response_id=self.turn.previous_response_id)
+    def _row(self, response_id: str, response: JSON) -> dict:
+        row = {"id": response_id, "user_id": self.user_id, "api_key_id": self.key_id,
+               "provider": self.provider, "model": self.model, "upstream": self.upstream,
+               "previous_response_id": self.turn.previous_response_id}
         if self.provider == "anthropic":
             body = self.turn.body
             instructions = body.get("instructions")
             metadata = body.get("metadata")
-            row.response = {**response, "previous_response_id": self.turn.previous_response_id,
-                            "instructions": instructions if isinstance(instructions, str) else None,
-                            "metadata": metadata if isinstance(metadata, dict) else {}, "store": True}
-            row.input_items = with_item_ids(self.turn.input_items, response_id)
+            row["response"] = {**response, "previous_response_id": self.turn.previous_response_id,
+                               "instructions": instructions if isinstance(instructions, str) else None,
+                               "metadata": metadata if isinstance(metadata, dict) else {}, "store": True}
+            row["input_items"] = with_item_ids(self.turn.input_items, response_id)
         return row
 
 

@@ -9,9 +9,14 @@ every worker at once. Idle and absolute lifetimes are checked from timestamps in
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from flask import Flask
+from flask import Request
 from flask import current_app
 from flask import session
+from flask.sessions import SecureCookieSession
+from flask.sessions import SecureCookieSessionInterface
 from flask_login import login_user
 from flask_login import logout_user
 
@@ -24,9 +29,24 @@ from pagegrid.models import User
 SEEN_RESOLUTION_SECONDS = 60
 
 
-def init_app(app: Flask) -> None:
-    """Install the user loader and the idle check."""
+class CookieSessions(SecureCookieSessionInterface):
+    """Flask's signed-cookie sessions, not opened on the paths ``cookieless`` names (the API's:
+    keys authenticate there, never cookies), so a model call builds no signing serializer."""
+
+    def __init__(self, cookieless: Callable[[str], bool]) -> None:
+        self.cookieless = cookieless
+
+    def open_session(self, app: Flask, request: Request) -> SecureCookieSession | None:
+        """An empty session on a cookieless path (never saved: it stays unmodified)."""
+        if self.cookieless(request.path):
+            return self.session_class()
+        return super().open_session(app, request)
+
+
+def init_app(app: Flask, cookieless: Callable[[str], bool]) -> None:
+    """Install the user loader, the idle check and the sessions (none on ``cookieless`` paths)."""
     login_manager.user_loader(load_user)
+    app.session_interface = CookieSessions(cookieless)
     app.before_request(expire_idle_session)
 
 
