@@ -13,6 +13,9 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from collections.abc import Mapping
+from functools import partial
+from typing import Any
+from typing import cast
 
 import requests
 import urllib3
@@ -22,9 +25,19 @@ from pagegrid.errors import UpstreamError
 from pagegrid.errors import UpstreamTimeout
 from pagegrid.upstream.base import UpstreamReply
 
+
+class _Transport(requests.adapters.HTTPAdapter):
+    """requests' adapter answering with urllib3's response itself: a model call reads the status,
+    the headers and the raw body, so the ``requests.Response`` around it (a cookie jar, the
+    URL, the encoding) is not built."""
+
+    def build_response(self, req: requests.PreparedRequest, resp: Any) -> Any:  # noqa: ANN401 - urllib3's
+        return resp
+
+
 # No retries (the account pool decides what a failure means) and no redirects; keep-alive pools
 # large enough for one gevent worker's streams.
-_adapter = requests.adapters.HTTPAdapter(pool_connections=16, pool_maxsize=256, max_retries=0)
+_adapter = _Transport(pool_connections=16, pool_maxsize=256, max_retries=0)
 _session = requests.Session()
 # No proxy, netrc or CA-bundle lookups in the environment on every request: PageGrid talks to
 # its providers directly.
@@ -41,7 +54,9 @@ def post(url: str, body: bytes, headers: Mapping[str, str], *, connect_timeout: 
     prepared.headers = CaseInsensitiveDict(headers)
     prepared.headers["Content-Length"] = str(len(body))
     try:
-        response = _adapter.send(prepared, stream=True, timeout=(connect_timeout, read_timeout))
+        # _Transport answers with urllib3's response (typeshed types send() as requests').
+        response = cast("urllib3.BaseHTTPResponse",
+                        _adapter.send(prepared, stream=True, timeout=(connect_timeout, read_timeout)))
     except requests.exceptions.ConnectTimeout:
         raise UpstreamTimeout(
             f"The upstream provider did not accept a connection within {connect_timeout:g}s.") from None
@@ -50,13 +65,19 @@ def post(url: str, body: bytes, headers: Mapping[str, str], *, connect_timeout: 
             f"The upstream provider did not answer within {read_timeout:g}s.") from None
     except (requests.exceptions.RequestException, ValueError):  # refused, reset, a bad header value
         raise UpstreamError("Could not reach the upstream provider.") from None
-    return UpstreamReply(response.status_code, response.headers, _chunks(response), response.close)
+    return UpstreamReply(response.status, response.headers, _chunks(response), partial(_close, response))
 
 
-def _chunks(response: requests.Response) -> Iterator[bytes]:
+def _close(raw: urllib3.BaseHTTPResponse) -> None:
+    # What requests.Response.close does for a body read from ``raw``: close, and give the
+    # connection back to its pool.
+    raw.close()
+    raw.release_conn()
+
+
+def _chunks(raw: urllib3.BaseHTTPResponse) -> Iterator[bytes]:
     # read1 returns whatever has arrived (one chunk of a chunked body, or what the socket has)
     # instead of waiting to fill a buffer, so each event is relayed as soon as it lands.
-    raw = response.raw
     try:
         while True:
             data = raw.read1(READ_SIZE, decode_content=True)
