@@ -6,6 +6,8 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from gunicorn import glogging
+
 bind = os.environ.get("PAGEGRID_BIND", "127.0.0.1:8000")
 worker_class = "gevent"
 worker_connections = 2000
@@ -72,4 +74,16 @@ def on_exit(server):  # noqa: ANN001, ANN201 - gunicorn's hook
 accesslog = "-"
 # No query strings or headers in the access log: never log keys.
 access_log_format = '%(h)s "%(m)s %(U)s" %(s)s %(B)s %(M)sms'
+
+
+class _AccessLog(glogging.Logger):
+    """gunicorn's logger, without the access line of an API request: PageGrid logged that one
+    itself (request id, key, model, tokens, cost; pagegrid/requestlog.py marks its environ)."""
+
+    def access(self, resp, req, environ, request_time):  # noqa: ANN001, ANN201 - gunicorn's signature
+        if not environ.get("pagegrid.request_logged"):
+            super().access(resp, req, environ, request_time)
+
+
+logger_class = _AccessLog
 control_socket_disable = True  # no shared ~/.gunicorn socket between instances on one host

@@ -85,6 +85,8 @@ OPEN: dict[str, Facts] = {}
 # A response no server ever closes (a client library that drops it unread, an exception raised
 # after this hook) would stay in OPEN: past this many entries, those older than STALE_SECONDS go.
 OPEN_LIMIT = 10_000
+# Set in the WSGI environ of a request that logs its own line (``logs.request_line``).
+LOGGED = "pagegrid.request_logged"
 STALE_SECONDS = 6 * 3600
 
 
@@ -104,6 +106,7 @@ def _answered(response: Response) -> Response:
     if not request_id or "request_started" not in g:
         return response
     facts = _gather(request_id, response)
+    request.environ[LOGGED] = True  # this line replaces gunicorn's access line (gunicorn.conf.py)
     if facts.stream:
         response.response = _timed(response.response, facts)
     else:

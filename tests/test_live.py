@@ -170,3 +170,25 @@ def test_websocket_upgrade_gets_426_from_gunicorn(gunicorn):
         "Connection": "Upgrade", "Upgrade": "websocket", "Sec-WebSocket-Version": "13",
         "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==", "Authorization": "Bearer pg-" + "0" * 64})
     assert response.status_code == 426
+
+
+def test_an_api_request_logs_one_line_and_a_page_gets_the_access_line(database_url, fake_server, funded,
+                                                                       wallets, tmp_path):
+    user, key = funded
+    with start_gunicorn(database_url, fake_server, tmp_path) as url:
+        body = {**BODY, "stream": False}
+        answer = requests.post(f"{url}/v1/messages", json=body, headers={"x-api-key": key}, timeout=20)
+        assert answer.status_code == 200, answer.text
+        assert requests.get(f"{url}/login", timeout=10).status_code == 200
+        request_id = answer.headers["request-id"]
+        deadline = time.monotonic() + 10
+        log_path = next(tmp_path.glob("gunicorn-*.log"))
+        while "GET /login" not in log_path.read_text() and time.monotonic() < deadline:
+            time.sleep(0.05)
+    text = log_path.read_text()
+    # PageGrid's line, with the request id; gunicorn's access line only for the page.
+    assert f"request_id={request_id}" in text
+    assert '"GET /login" 200' in text
+    assert '"POST /v1/messages"' not in text
+    wallets.wait_settled(user)
+    wallets.assert_consistent(user)
