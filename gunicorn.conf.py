@@ -10,7 +10,8 @@ from gunicorn import glogging
 
 bind = os.environ.get("PAGEGRID_BIND", "127.0.0.1:8000")
 worker_class = "gevent"
-worker_connections = 2000
+# Open connections (streams) per worker; each idle stream costs about 50 KB.
+worker_connections = int(os.environ.get("PAGEGRID_WORKER_CONNECTIONS") or 4000)
 preload_app = False
 # Without Redis the limit counters live in process memory, so one worker keeps them exact.
 # With PAGEGRID_REDIS_URL every worker shares them and we can use all cores.

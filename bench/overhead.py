@@ -320,28 +320,40 @@ def concurrent(fake_url: str, gateway_url: str, key: str, per_client: int, secon
 
 
 async def _held(url: str, key: str, count: int, over: float, hold: float) -> dict:
-    """Open ``count`` streams evenly over ``over`` seconds, each held open ``hold`` s by the fake."""
-    headers = _headers(key)
+    """Open ``count`` streams evenly over ``over`` seconds, each held open ``hold`` s by the fake.
+
+    Each stream is one HTTP/1.1 request on a new connection, written and read with asyncio's
+    streams rather than an HTTP client library: thousands of streams from one Python process
+    would otherwise cost the client as much CPU as the gateway, on the same machine, and the
+    client's own queueing would show up as time to first event."""
+    host, port = url.removeprefix("http://").rsplit(":", 1)
     content = json.dumps({**MESSAGES, "stream": True, "metadata": {"user_id": f"{HOLD_TAG}{hold}"}}).encode()
+    head = "".join(f"{name}: {value}\r\n" for name, value in _headers(key).items())
+    wire = (f"POST /v1/messages HTTP/1.1\r\nHost: {host}:{port}\r\n{head}Content-Length: {len(content)}\r\n"
+            "Connection: close\r\n\r\n").encode() + content
     first: list[float] = []
     failures: list[str] = []
-    limits = httpx.Limits(max_connections=count, max_keepalive_connections=0)
-    async with httpx.AsyncClient(timeout=hold + over + 60, limits=limits) as client:
-        async def one(delay: float) -> None:
-            await asyncio.sleep(delay)
-            t0, seen = time.perf_counter(), b""
-            try:
-                async with client.stream("POST", url + "/v1/messages", content=content,
-                                         headers=headers) as resp:
-                    async for chunk in resp.aiter_raw():
-                        if not seen:
-                            first.append(time.perf_counter() - t0)
-                        seen += chunk
-                _check(resp.status_code, seen, "/v1/messages", True, "held stream")
-            except (BenchError, httpx.HTTPError) as exc:
-                failures.append(str(exc)[:200])
 
-        await asyncio.gather(*(one(i * over / count) for i in range(count)))
+    async def one(delay: float) -> None:
+        await asyncio.sleep(delay)
+        t0, seen = time.perf_counter(), b""
+        try:
+            reader, writer = await asyncio.open_connection(host, int(port))
+            try:
+                writer.write(wire)
+                while chunk := await asyncio.wait_for(reader.read(65536), hold + 60):
+                    if not seen:
+                        first.append(time.perf_counter() - t0)
+                    seen += chunk
+            finally:
+                writer.close()
+            status_line, _, rest = seen.partition(b"\r\n")
+            status = int(status_line.split()[1]) if status_line.startswith(b"HTTP/1.1 ") else 0
+            _check(status, rest.partition(b"\r\n\r\n")[2], "/v1/messages", True, "held stream")
+        except (BenchError, OSError, TimeoutError, ValueError) as exc:
+            failures.append(str(exc)[:200])
+
+    await asyncio.gather(*(one(i * over / count) for i in range(count)))
     return {"count": count, "completed": count - len(failures), "failures": failures[:3],
             "ttfe": ms(first, (50, 99)) if len(first) > 1 else {"p50": float("nan"), "p99": float("nan")}}
 
@@ -350,6 +362,7 @@ def held_streams(gateway_url: str, key: str, count: int, over: float, hold: floa
     """The worker's resident memory before and at its peak while ``count`` streams are held."""
     print(f"held streams: {count} over {over:g} s, each held {hold:g} s", file=sys.stderr)
     rss_before, peak = worker_rss_mb(gateway_url), 0.0
+    cpu_before, started = worker_cpu_seconds(gateway_url), time.monotonic()
 
     async def run() -> dict:
         nonlocal peak
@@ -360,7 +373,9 @@ def held_streams(gateway_url: str, key: str, count: int, over: float, hold: floa
         return task.result()
 
     result = asyncio.run(run())
-    return {**result, "rss_before_mb": round(rss_before), "rss_peak_mb": round(peak)}
+    return {**result, "rss_before_mb": round(rss_before), "rss_peak_mb": round(peak),
+            "workers": len(worker_pids(gateway_url)), "seconds": round(time.monotonic() - started, 1),
+            "worker_cpu_seconds": round(worker_cpu_seconds(gateway_url) - cpu_before, 1)}
 
 
 # Where a profile's samples are counted: the first frame of the stack inside one of these.
@@ -417,31 +432,69 @@ def profiled(gateway_url: str, out: Path | None) -> Iterator[None]:
 
 
 @contextmanager
-def running_gateway(fake_url: str, extra_env: dict[str, str] | None = None) -> Iterator[tuple[str, str]]:
-    """A throw-away SQLite database set up with the operator CLI and gunicorn serving it, exactly as
-    `make run` does, with both providers pointed at the fake: yields (gateway URL, API key)."""
-    tmp = Path(tempfile.mkdtemp(prefix="pagegrid-bench-"))
-    env = clean_env({"PAGEGRID_DATABASE_URL": f"sqlite:///{tmp / 'bench.db'}", "PAGEGRID_SECRET_KEY": "bench",
-                     "PAGEGRID_ANTHROPIC_URL": fake_url, "PAGEGRID_ANTHROPIC_KEY": "sk-bench",
-                     "PAGEGRID_OPENAI_URL": fake_url, "PAGEGRID_OPENAI_KEY": "sk-bench-openai",
-                     **(extra_env or {})})
-    server = Gunicorn(env, tmp / "gunicorn.log")
+def database(server_url: str | None, folder: Path) -> Iterator[str]:
+    """A throw-away database: SQLite in ``folder``, or a new PostgreSQL database on the server
+    at ``server_url`` (dropped afterwards)."""
+    if server_url is None:
+        yield f"sqlite:///{folder / 'bench.db'}"
+        return
+    import psycopg  # only for --postgres
+
+    name = f"pagegrid_bench_{os.getpid()}"
+    plain = server_url.replace("postgresql+psycopg://", "postgresql://")
+    with psycopg.connect(plain, autocommit=True) as admin:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}"')
+        admin.execute(f'CREATE DATABASE "{name}"')
     try:
-        flask_cli(env, "init-db")
-        flask_cli(env, "create-user", "bench@example.com", "--password", "violet-kettle-harbor-52")
-        flask_cli(env, "credit", "bench@example.com", "1000000")
-        key = flask_cli(env, "create-key", "bench@example.com", "--rpm", "1000000",
-                        "--concurrency", "100000").split()[-1]
-        with server:
-            MASTERS[server.url] = server.proc.pid
-            DATABASES[server.url] = env["PAGEGRID_DATABASE_URL"]
-            yield server.url, key
-    except Exception:
-        if server.log_path.exists():
-            print("gunicorn log (tail):", *server.log_text().splitlines()[-30:], sep="\n", file=sys.stderr)
-        raise
+        yield plain.rsplit("/", 1)[0] + "/" + name
+    finally:
+        with psycopg.connect(plain, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@contextmanager
+def running_gateway(fake_url: str, extra_env: dict[str, str] | None = None,
+                    postgres: str | None = None) -> Iterator[tuple[str, str]]:
+    """A throw-away database (SQLite, or PostgreSQL with ``postgres``) set up with the operator
+    CLI and gunicorn serving it, exactly as `make run` does, with both providers pointed at the
+    fake: yields (gateway URL, API key)."""
+    tmp = Path(tempfile.mkdtemp(prefix="pagegrid-bench-"))
+    try:
+        with database(postgres, tmp) as database_url:
+            env = clean_env({"PAGEGRID_DATABASE_URL": database_url, "PAGEGRID_SECRET_KEY": "bench",
+                             "PAGEGRID_ANTHROPIC_URL": fake_url, "PAGEGRID_ANTHROPIC_KEY": "sk-bench",
+                             "PAGEGRID_OPENAI_URL": fake_url, "PAGEGRID_OPENAI_KEY": "sk-bench-openai",
+                             **(extra_env or {})})
+            server = Gunicorn(env, tmp / "gunicorn.log")
+            try:
+                flask_cli(env, "init-db")
+                flask_cli(env, "create-user", "bench@example.com", "--password", "violet-kettle-harbor-52")
+                flask_cli(env, "credit", "bench@example.com", "1000000")
+                key = flask_cli(env, "create-key", "bench@example.com", "--rpm", "1000000",
+                                "--concurrency", "100000").split()[-1]
+                with server:
+                    MASTERS[server.url] = server.proc.pid
+                    DATABASES[server.url] = database_url
+                    yield server.url, key
+            except Exception:
+                if server.log_path.exists():
+                    print("gunicorn log (tail):", *server.log_text().splitlines()[-30:], sep="\n",
+                          file=sys.stderr)
+                raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def serving_env(args: argparse.Namespace) -> dict[str, str]:
+    """The gateway's environment for ``--redis`` and ``--workers``."""
+    env: dict[str, str] = {}
+    if args.redis:
+        tag = f"bench{os.getpid()}"
+        env.update(PAGEGRID_REDIS_URL=args.redis, PAGEGRID_RATELIMIT_PREFIX=tag,
+                   PAGEGRID_REDIS_PREFIX=f"{tag}:")
+    if args.workers:
+        env["PAGEGRID_WORKERS"] = str(args.workers)
+    return env
 
 
 def report(r: dict) -> str:
@@ -485,6 +538,12 @@ def main() -> int:
     parser.add_argument("--held-seconds", type=float, default=10.0, help="held streams: opened over this")
     parser.add_argument("--hold", type=float, default=5.0, help="held streams: each held open this long")
     parser.add_argument("--only-cpu", action="store_true", help="only the CPU rows (quick before/after)")
+    parser.add_argument("--only-held", action="store_true", help="only the held streams (--held N)")
+    parser.add_argument("--postgres", metavar="URL", help="serve from a new database on this PostgreSQL "
+                        "server (dropped afterwards) instead of SQLite")
+    parser.add_argument("--redis", metavar="URL", help="limits in this Redis (own key prefixes), which "
+                        "lets gunicorn run several workers")
+    parser.add_argument("--workers", type=int, help="gunicorn workers (more than 1 needs --redis)")
     parser.add_argument("--profile", type=Path, help="also sample the worker with py-spy over one more "
                         "CPU run (collapsed stacks written here) and print its top entries")
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
@@ -498,7 +557,11 @@ def main() -> int:
 
     load = " ".join(Path("/proc/loadavg").read_text().split()[:3])
     try:
-        with fake_upstream() as fake_url, running_gateway(fake_url) as (url, key):
+        with fake_upstream() as fake_url, \
+                running_gateway(fake_url, serving_env(args), args.postgres) as (url, key):
+            if args.only_held:
+                print(json.dumps(held_streams(url, key, args.held, args.held_seconds, args.hold), indent=2))
+                return 0
             results: dict = {"runs": args.runs, "cpu_requests": args.cpu_requests, "load": load,
                              "per_client": args.per_client, "seconds": args.seconds,
                              "cpu_ms": cpu_per_request(fake_url, url, key, args.cpu_requests, args.runs)}
