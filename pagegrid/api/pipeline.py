@@ -3,8 +3,9 @@
 ``handle(endpoint)`` runs the same seven steps, in this order, for every endpoint; what differs
 per endpoint is its body validator (body.py) and its row of the dialect table (dialects.py):
 
-1. ``authenticate``   the body read whole (408/413) before any database work; the key (401); its
-                      rate (429); the body parsed and validated once (400)
+1. ``authenticate``   the body read whole (408/413) before any database work; the key (401),
+                      its connection returned at once; its rate (429); the body parsed and
+                      validated once (400)
 2. ``resolve_model``  catalog entry by id, alias or provider-prefixed id (404; 403 off the key's list)
 3. ``route``          the upstream accounts to try, in order (pool.py); the demo without accounts
 4. ``build_request``  the provider's body from the dialect table: passthrough or translated
@@ -158,6 +159,9 @@ def authenticate(endpoint: Endpoint) -> Inbound:
     the key, count the request against its rate, and parse and validate the body once."""
     raw = bodies.read_body()
     key = authenticate_key(request.headers)
+    # The lookup's connection goes back to the pool now, not at admission: the steps between
+    # wait on the rate limit store and on the CPU, which thousands of streams share.
+    db.session.rollback()
     g.api_key = key  # for the request log (requestlog.py)
     limits.check_rate(key, endpoint.scope)
     body = bodies.parse_json(raw)
