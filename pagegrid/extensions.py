@@ -72,10 +72,6 @@ class Rows:
                 f"expected one row, got {len(self._rows)}")
         return self._rows[0]
 
-    def all(self) -> list[Any]:
-        """Every row."""
-        return self._rows
-
     def scalar(self) -> Any:  # noqa: ANN401 - the first column's value
         """The first column of the first row, or None."""
         return self._rows[0][0] if self._rows else None
