@@ -7,6 +7,7 @@ set theirs). Inline ``style=""`` attributes are still allowed; inline and third-
 
 from __future__ import annotations
 
+from functools import lru_cache
 from urllib.parse import urlsplit
 
 from flask import Flask
@@ -20,10 +21,16 @@ STRIPE_CHECKOUT = "https://checkout.stripe.com"
 
 def content_security_policy(config: dict) -> str:
     """The policy for this deployment (the Stripe API base of the tests hosts their checkout page)."""
+    return _policy(bool(config.get("PAGEGRID_STRIPE_SECRET_KEY")),
+                   config.get("PAGEGRID_STRIPE_API_BASE") or "")
+
+
+@lru_cache(maxsize=16)
+def _policy(stripe: bool, stripe_api_base: str) -> str:
     form_targets = ["'self'"]
-    if config.get("PAGEGRID_STRIPE_SECRET_KEY"):
+    if stripe:
         form_targets.append(STRIPE_CHECKOUT)
-        base = urlsplit(config.get("PAGEGRID_STRIPE_API_BASE") or "")
+        base = urlsplit(stripe_api_base)
         if base.scheme and base.netloc:
             form_targets.append(f"{base.scheme}://{base.netloc}")
     return "; ".join([

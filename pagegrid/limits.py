@@ -16,6 +16,7 @@ import time
 from datetime import UTC
 from datetime import datetime
 from datetime import timedelta
+from functools import lru_cache
 from typing import Any
 
 from flask import current_app
@@ -119,13 +120,18 @@ def rate_headers(dialect: str) -> dict[str, str]:
     amount, remaining, resets_at = rate
     reset_in = max(0, math.ceil(resets_at - time.time()))
     if dialect == "anthropic":
-        reset = datetime.fromtimestamp(math.ceil(resets_at), UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         return {"anthropic-ratelimit-requests-limit": str(amount),
                 "anthropic-ratelimit-requests-remaining": str(remaining),
-                "anthropic-ratelimit-requests-reset": reset}
+                "anthropic-ratelimit-requests-reset": _rfc3339(math.ceil(resets_at))}
     return {"x-ratelimit-limit-requests": str(amount),
             "x-ratelimit-remaining-requests": str(remaining),
             "x-ratelimit-reset-requests": f"{reset_in}s"}
+
+
+@lru_cache(maxsize=256)
+def _rfc3339(second: int) -> str:
+    # Many requests share a reset second: formatted once each.
+    return datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def day_period(moment: datetime) -> str:
