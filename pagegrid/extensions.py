@@ -134,7 +134,11 @@ class _Prepared:
                            for process, value in zip(processors, row, strict=True)) for row in raw]
 
 
-_PREPARED: dict[tuple[int, str, tuple[str, ...]], _Prepared] = {}
+# By the statement's id, dialect and parameter names; each entry keeps its statement alive, so
+# no other statement can take its id. The request path has a few dozen; a caller building its
+# statements per call would only refill the cache, which is emptied past PREPARED_LIMIT.
+_PREPARED: dict[tuple[int, str, tuple[str, ...]], tuple[Executable, _Prepared]] = {}
+PREPARED_LIMIT = 1000
 
 
 def core(statement: Executable, params: dict[str, Any] | list[dict[str, Any]] | None = None) -> Rows:
@@ -152,9 +156,13 @@ def core(statement: Executable, params: dict[str, Any] | list[dict[str, Any]] | 
     connection = db.session.connection()
     dialect = connection.dialect
     keys = tuple(batch[0])
-    prepared = _PREPARED.get((id(statement), dialect.name, keys))
-    if prepared is None:
-        prepared = _PREPARED[(id(statement), dialect.name, keys)] = _Prepared(statement, dialect, keys)
+    cache_key = (id(statement), dialect.name, keys)
+    entry = _PREPARED.get(cache_key)
+    if entry is None:
+        if len(_PREPARED) >= PREPARED_LIMIT:
+            _PREPARED.clear()
+        entry = _PREPARED[cache_key] = (statement, _Prepared(statement, dialect, keys))
+    prepared = entry[1]
     args = [prepared.parameters(one) for one in batch]
     cursor = connection.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
     try:

@@ -6,8 +6,10 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
+from sqlalchemy import Integer
 from sqlalchemy import bindparam
 from sqlalchemy import func
+from sqlalchemy import literal
 from sqlalchemy import select
 from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError
@@ -130,3 +132,11 @@ def test_driver_errors_come_out_as_sqlalchemy_errors_and_roll_back(app):
         # The session works again after the rollback.
         by_id = select(_USERS.c.id).where(_USERS.c.id == bindparam("p_uid"))
         assert core(by_id, {"p_uid": uid}).scalar() == uid
+
+
+def test_statements_built_per_call_never_share_a_compiled_form(app):
+    # A statement that is dropped after its call could hand its id to the next one built.
+    with app.app_context():
+        for value in range(50):
+            assert core(select(literal(value, Integer))).scalar() == value
+        db.session.rollback()
