@@ -80,6 +80,9 @@ PATHS: dict[str, tuple[str, dict]] = {
     "Chat -> Claude": ("/v1/chat/completions", {"model": MODEL, "max_tokens": 64,
                                                 "messages": [{"role": "user", "content": "hello"}]}),
     "Responses -> Claude": ("/v1/responses", {"model": MODEL, "max_output_tokens": 64, "input": "hello"}),
+    # The same without keeping the response for previous_response_id (one write fewer).
+    "Responses -> Claude, store: false": ("/v1/responses", {"model": MODEL, "max_output_tokens": 64,
+                                                           "input": "hello", "store": False}),
     "Messages -> GPT": ("/v1/messages", {**MESSAGES, "model": GPT}),
 }
 
