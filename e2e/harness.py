@@ -95,6 +95,13 @@ class Gateway(Gunicorn):
             **(extra_env or {}),
         }), logs / f"gunicorn-{name}.log")
 
+    def answered(self, method: str, path: str, status: int, since: int = 0) -> int:
+        """How many API requests PageGrid logged as ``method path`` answered ``status`` (its own
+        request line, which stands in for gunicorn's access line), from offset ``since`` of the log."""
+        wanted = (f" method={method} ", f" path={path} ", f" status={status} ")
+        return sum(1 for line in self.log_text()[since:].splitlines()
+                   if " pagegrid.requests " in line and all(part in line for part in wanted))
+
     def start(self, migrate: bool = True) -> None:  # type: ignore[override]
         """``make run``: init-db, ensure-admin, then gunicorn (``wait_ready`` waits for it)."""
         if migrate:

@@ -23,6 +23,7 @@ from datetime import datetime
 from datetime import timedelta
 from functools import partial
 from typing import TYPE_CHECKING
+from urllib.parse import quote
 
 from flask import Flask
 from flask import Response
@@ -63,6 +64,7 @@ class Facts:
     method: str
     route: str
     client_ip: str | None
+    path: str = ""  # as the client sent it (slashes folded), percent-encoded: for the log line
     status: int = 0
     stream: bool = False
     user_id: int | None = None
@@ -85,9 +87,12 @@ OPEN: dict[str, Facts] = {}
 # A response no server ever closes (a client library that drops it unread, an exception raised
 # after this hook) would stay in OPEN: past this many entries, those older than STALE_SECONDS go.
 OPEN_LIMIT = 10_000
-# Set in the WSGI environ of a request that logs its own line (``logs.request_line``).
+# Set in the WSGI environ of a request that logs its own line (``logs.request_line``), which
+# carries what gunicorn's access line would (method, path, status, latency, client address).
 LOGGED = "pagegrid.request_logged"
 STALE_SECONDS = 6 * 3600
+# A path in the log line stays one key=value token: everything but these is percent-encoded.
+_PATH_SAFE = "/:@!$&'()*+,;=-._~"
 
 
 def init_app(app: Flask) -> None:
@@ -123,6 +128,7 @@ def _gather(request_id: str, response: Response) -> Facts:
     endpoint = request.endpoint or ""
     facts = Facts(request_id=request_id, started=g.request_started, created_at=g.request_started_at,
                   method=request.method[:8], route=(endpoint.rpartition(".")[2] or "unknown")[:40],
+                  path=quote(request.path, safe=_PATH_SAFE)[:200],
                   client_ip=(request.remote_addr or "")[:45] or None, status=response.status_code,
                   stream=response.is_streamed and response.mimetype == "text/event-stream",
                   model=g.get("model"), upstream=g.get("upstream_account"),
@@ -220,14 +226,14 @@ def _closed(facts: Facts, engine: Engine | None) -> None:
         metrics.refused(facts.refusal)
     metrics.request_done(facts.route, facts.model, facts.status, facts.latency, facts.first_byte)
     logs.request_line({
-        "request_id": facts.request_id, "method": facts.method, "route": facts.route,
+        "request_id": facts.request_id, "method": facts.method, "path": facts.path, "route": facts.route,
         "status": facts.status, "user_id": facts.user_id, "key_id": facts.api_key_id,
         "model": facts.model, "account": facts.upstream, "attempts": facts.attempts,
         "stream": facts.stream, "error_type": facts.error_type, "outcome": facts.outcome,
         "latency_ms": _ms(facts.latency), "ttft_ms": _ms(facts.first_byte),
         "input_tokens": facts.tokens[0], "output_tokens": facts.tokens[1],
         "cache_write_tokens": facts.tokens[2], "cache_read_tokens": facts.tokens[3],
-        "cost_nanos": facts.cost_nanos})
+        "cost_nanos": facts.cost_nanos, "client_ip": facts.client_ip})
 
 
 def prune(days: int | None = None, *, now: datetime | None = None) -> int:

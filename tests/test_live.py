@@ -187,7 +187,9 @@ def test_an_api_request_logs_one_line_and_a_page_gets_the_access_line(database_u
             time.sleep(0.05)
     text = log_path.read_text()
     # PageGrid's line, with the request id; gunicorn's access line only for the page.
-    assert f"request_id={request_id}" in text
+    line = next(line for line in text.splitlines() if f"request_id={request_id}" in line)
+    assert " method=POST path=/v1/messages route=messages status=200 " in line
+    assert " client_ip=127.0.0.1" in line
     assert '"GET /login" 200' in text
     assert '"POST /v1/messages"' not in text
     wallets.wait_settled(user)

@@ -107,7 +107,8 @@ def default_model_v1(ctx: Context) -> str:
     ran = ctx.run("claude-v1", [CLAUDE, "-p", PROMPT], _docs_env(ctx, account))
     _ok(ran, marker)
     _upstream_checks(ctx, DEFAULT_MODEL, account)
-    check('"HEAD /v1" 200' in ctx.gateway.log_text(), "no HEAD /v1 probe answered 200 in the access log")
+    check(ctx.gateway.answered("HEAD", "/v1", 200) >= 1,
+          "no HEAD /v1 probe answered 200 in the gateway's log")
     return ctx.bank.assert_ledger(account, ctx.calls())
 
 
@@ -180,8 +181,8 @@ def broke(ctx: Context) -> str:
     check("balance" in output.lower() or "fund" in output.lower(),
           f"claude did not show PageGrid's 402 message\n{ran.describe()}")
     check(not ctx.calls(), "a request without funds reached the provider")
-    posts = ctx.gateway.log_text().count('"POST /v1/v1/messages" 402')
-    check(posts >= 1, "no 402 in the gateway's access log")
+    posts = ctx.gateway.answered("POST", "/v1/v1/messages", 402)
+    check(posts >= 1, "no 402 in the gateway's log")
     ctx.bank.assert_ledger(account, [])
     return f"402 shown after {time.monotonic() - started:.1f}s; {posts} attempt(s); nothing charged"
 
@@ -194,7 +195,7 @@ def rpm_retry(ctx: Context) -> str:
     account = ctx.account("claude-rpm1", "--rpm", "1")
     marker = ctx.begin("pong-rpm")
     env = _env(ctx, account, url=gateway.url)
-    before = gateway.log_text().count('"POST /v1/v1/messages" 429')
+    before = gateway.answered("POST", "/v1/v1/messages", 429)
     procs = []
     for i in range(2):
         home = ctx.scratch.home(f"claude-rpm-{i}")
@@ -210,7 +211,7 @@ def rpm_retry(ctx: Context) -> str:
     (ctx.logs / "claude-rpm.log").write_text("\n\n".join(f"exit {rc}\n{o}\n{e}" for rc, o, e in outs))
     for rc, out, err in outs:
         check(rc == 0 and marker in out, f"a call did not succeed after the retry: exit {rc}\n{out}\n{err}")
-    limited = gateway.log_text().count('"POST /v1/v1/messages" 429') - before
+    limited = gateway.answered("POST", "/v1/v1/messages", 429) - before
     check(limited >= 1, "neither call was rate limited (expected a 429 for the second)")
     calls = ctx.calls()
     check(len(calls) == 2, f"the provider got {len(calls)} model calls, expected 2 (429s must not reach it)")
@@ -294,7 +295,7 @@ def daily_limit(ctx: Context) -> str:
     _ok(first, marker)
     second = ctx.run("claude-daily-2", argv, _env(ctx, account), timeout=60)
     output = second.stdout + second.stderr
-    limited = ctx.gateway.log_text().count('"POST /v1/v1/messages" 429')
+    limited = ctx.gateway.answered("POST", "/v1/v1/messages", 429)
     check(second.returncode not in (0, -9) and "Daily request limit" in output,
           f"the second call (over the daily limit) did not end with the limit's message within 60 s "
           f"(the gateway answered {limited} x 429 so far)\n{second.describe()}")

@@ -156,9 +156,9 @@ def builtin_provider_websocket(ctx: Context) -> str:
     ran = ctx.run("codex-builtin", [CODEX, "exec", "--skip-git-repo-check", "--color", "never", PROMPT],
                   {"CODEX_API_KEY": account.key, "OPENAI_API_KEY": account.key}, home=home, cwd=home / "work")
     _ok(ran, marker)
-    new_log = ctx.gateway.log_text()[len(log_before):]
-    websocket = new_log.count('"GET /v1/responses" 426')
-    check(websocket >= 1, f"no WebSocket attempt answered 426 in the access log:\n{new_log[-1500:]}")
+    websocket = ctx.gateway.answered("GET", "/v1/responses", 426, since=len(log_before))
+    check(websocket >= 1, "no WebSocket attempt answered 426 in the gateway's request lines:\n"
+          f"{ctx.gateway.log_text()[len(log_before):][-1500:]}")
     check(ran.seconds < 20, f"the fallback to HTTP took {ran.seconds:.0f}s")
     _upstream(ctx, "/v1/responses", "gpt-5.4", "authorization", f"Bearer {OPENAI_KEY}", account)
     return f"{websocket} WebSocket attempt(s) got 426; " + ctx.bank.assert_ledger(account, ctx.calls())
@@ -192,9 +192,9 @@ def daily_limit(ctx: Context) -> str:
 def broke(ctx: Context) -> str:
     account = ctx.account("codex-broke", email=BROKE)
     ctx.begin("never")
-    before = ctx.gateway.log_text().count('"POST /v1/responses" 402')
+    before = ctx.gateway.answered("POST", "/v1/responses", 402)
     ran = _exec(ctx, "codex-broke", account, PROMPT, timeout=60)
-    attempts = ctx.gateway.log_text().count('"POST /v1/responses" 402') - before
+    attempts = ctx.gateway.answered("POST", "/v1/responses", 402) - before
     output = ran.stdout + ran.stderr
     check(ran.returncode not in (0, -9) and "wallet balance" in output,
           f"codex did not end with PageGrid's 402 message within 60 s\n{ran.describe()}")
