@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from flask import flash
 from flask import redirect
 from flask import render_template
@@ -23,21 +25,30 @@ def _render(form: PriceGroupForm) -> str:
         (group, users, pricegroups.multiplier_of(group).text()) for group, users in pricegroups.listing()])
 
 
+def _saved(form: PriceGroupForm, save: Callable[[], PriceGroup], done: str) -> Response | None:
+    """For a valid form, ``save`` the group and redirect to the list; otherwise (or when the
+    name or multiplier is refused) None, and the form shows why."""
+    if form.validate_on_submit():
+        try:
+            group = save()
+        except pricegroups.GroupError as exc:
+            db.session.rollback()
+            form.multiplier.errors = [str(exc)]
+        else:
+            flash(f"Price group {group.name} {done}.", "success")
+            return redirect(url_for("admin.groups"))
+    if form.errors:
+        flash("The group was not saved: check the fields below.", "error")
+    return None
+
+
 @bp.route("/groups", methods=["GET", "POST"])
 def groups() -> str | Response:
     """Every price group with its multiplier and users, and the form for a new one."""
     form = PriceGroupForm()
-    if form.validate_on_submit():
-        try:
-            group = pricegroups.create_group(form.name.data or "", form.multiplier.data or "")
-        except pricegroups.GroupError as exc:
-            form.multiplier.errors = [str(exc)]
-        else:
-            flash(f"Price group {group.name} created.", "success")
-            return redirect(url_for("admin.groups"))
-    if form.errors:
-        flash("The group was not saved: check the fields below.", "error")
-    return _render(form)
+    saved = _saved(form, lambda: pricegroups.create_group(form.name.data or "", form.multiplier.data or ""),
+                   "created")
+    return saved or _render(form)
 
 
 @bp.route("/groups/<int:group_id>/edit", methods=["GET", "POST"])
@@ -45,18 +56,9 @@ def group_edit(group_id: int) -> str | Response:
     """Rename a group or change its multiplier (requests already admitted keep the old one)."""
     group = db.get_or_404(PriceGroup, group_id, description="There is no such price group.")
     form = PriceGroupForm(data={"name": group.name, "multiplier": pricegroups.multiplier_of(group).text()})
-    if form.validate_on_submit():
-        try:
-            pricegroups.edit_group(group, name=form.name.data, multiplier=form.multiplier.data)
-        except pricegroups.GroupError as exc:
-            db.session.rollback()
-            form.multiplier.errors = [str(exc)]
-        else:
-            flash(f"Price group {group.name} saved.", "success")
-            return redirect(url_for("admin.groups"))
-    if form.errors:
-        flash("The group was not saved: check the fields below.", "error")
-    return render_template("admin/group_edit.html", form=form, group=group)
+    saved = _saved(form, lambda: pricegroups.edit_group(group, name=form.name.data,
+                                                        multiplier=form.multiplier.data), "saved")
+    return saved or render_template("admin/group_edit.html", form=form, group=group)
 
 
 def user_group_form(user: User) -> UserGroupForm:
